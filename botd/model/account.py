@@ -1,0 +1,75 @@
+"""Balances and positions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from decimal import Decimal
+
+from botd.model.enums import Side
+
+__all__ = ["Balance", "Position"]
+
+_ZERO = Decimal(0)
+
+
+@dataclass(frozen=True, slots=True)
+class Balance:
+    asset: str
+    free: Decimal
+    locked: Decimal = _ZERO
+
+    @property
+    def total(self) -> Decimal:
+        return self.free + self.locked
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """A net position in one symbol, average-cost accounting.
+
+    ``qty`` is signed: positive long, negative short. ``realized_pnl`` is in the quote asset and
+    excludes fees, which are tracked separately in ``fees_quote`` when paid in the quote asset.
+    """
+
+    venue: str
+    symbol: str
+    qty: Decimal = _ZERO
+    avg_price: Decimal = _ZERO
+    realized_pnl: Decimal = _ZERO
+    fees_quote: Decimal = _ZERO
+
+    @property
+    def is_flat(self) -> bool:
+        return self.qty == 0
+
+    @property
+    def is_long(self) -> bool:
+        return self.qty > 0
+
+    @property
+    def is_short(self) -> bool:
+        return self.qty < 0
+
+    def unrealized_pnl(self, mark: Decimal) -> Decimal:
+        return (mark - self.avg_price) * self.qty
+
+    def apply_fill(self, side: Side, qty: Decimal, price: Decimal) -> Position:
+        signed = qty if side is Side.BUY else -qty
+        old = self.qty
+        new = old + signed
+        if old == 0 or (old > 0) == (signed > 0):
+            # Opening or adding: the average moves.
+            avg = (self.avg_price * abs(old) + price * qty) / abs(new)
+            return replace(self, qty=new, avg_price=avg)
+        closed = min(abs(old), qty)
+        direction = 1 if old > 0 else -1
+        realized = self.realized_pnl + (price - self.avg_price) * closed * direction
+        if new == 0:
+            return replace(self, qty=new, avg_price=_ZERO, realized_pnl=realized)
+        if (new > 0) == (old > 0):
+            return replace(self, qty=new, realized_pnl=realized)
+        # Flipped through zero: the remainder opens at this price.
+        return replace(self, qty=new, avg_price=price, realized_pnl=realized)
+
+    def add_fee(self, fee_quote: Decimal) -> Position:
+        return replace(self, fees_quote=self.fees_quote + fee_quote)

@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+from enum import Enum
+
+__all__ = ["Liquidity", "OrderStatus", "OrderType", "Side", "TimeInForce"]
+
+
+class Side(str, Enum):
+    BUY = "buy"
+    SELL = "sell"
+
+    @property
+    def opposite(self) -> Side:
+        return Side.SELL if self is Side.BUY else Side.BUY
+
+    @property
+    def sign(self) -> int:
+        return 1 if self is Side.BUY else -1
+
+
+class OrderType(str, Enum):
+    MARKET = "market"
+    LIMIT = "limit"
+
+
+class TimeInForce(str, Enum):
+    GTC = "gtc"  # good till cancelled
+    IOC = "ioc"  # immediate or cancel: fill what you can now, expire the rest
+    FOK = "fok"  # fill or kill: fill all of it now or none of it
+
+
+class Liquidity(str, Enum):
+    MAKER = "maker"
+    TAKER = "taker"
+
+
+class OrderStatus(str, Enum):
+    PENDING = "pending"  # built and journaled locally, not yet sent
+    SUBMITTED = "submitted"  # sent; no answer yet
+    ACCEPTED = "accepted"  # open on the venue
+    PARTIALLY_FILLED = "partially_filled"
+    PENDING_CANCEL = "pending_cancel"
+    UNKNOWN = "unknown"  # the send timed out or failed ambiguously; must be resolved by query
+    FILLED = "filled"
+    CANCELED = "canceled"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in _TERMINAL
+
+    @property
+    def is_open(self) -> bool:
+        return not self.is_terminal
+
+
+_TERMINAL = frozenset(
+    {OrderStatus.FILLED, OrderStatus.CANCELED, OrderStatus.REJECTED, OrderStatus.EXPIRED}
+)
