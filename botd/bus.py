@@ -59,7 +59,7 @@ class Bus:
             handler,
             venue,
             symbol,
-            name or getattr(handler, "__qualname__", repr(handler)),
+            name or str(getattr(handler, "__qualname__", repr(handler))),
         )
         self._subs.append(sub)
         self._cache.clear()

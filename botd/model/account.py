@@ -37,18 +37,21 @@ class Position:
     avg_price: Decimal = _ZERO
     realized_pnl: Decimal = _ZERO
     fees_quote: Decimal = _ZERO
+    # A holding smaller than this cannot be traded (below the venue's step or minimum
+    # quantity, typically left behind by fees paid in the base asset), so it counts as flat.
+    min_tradable: Decimal = _ZERO
 
     @property
     def is_flat(self) -> bool:
-        return self.qty == 0
+        return abs(self.qty) < self.min_tradable if self.min_tradable else self.qty == 0
 
     @property
     def is_long(self) -> bool:
-        return self.qty > 0
+        return not self.is_flat and self.qty > 0
 
     @property
     def is_short(self) -> bool:
-        return self.qty < 0
+        return not self.is_flat and self.qty < 0
 
     def unrealized_pnl(self, mark: Decimal) -> Decimal:
         return (mark - self.avg_price) * self.qty
@@ -71,5 +74,14 @@ class Position:
         # Flipped through zero: the remainder opens at this price.
         return replace(self, qty=new, avg_price=price, realized_pnl=realized)
 
-    def add_fee(self, fee_quote: Decimal) -> Position:
-        return replace(self, fees_quote=self.fees_quote + fee_quote)
+    def apply_fee(self, fee: Decimal, asset: str, *, base: str, quote: str) -> Position:
+        """Account for a fee. A fee paid in the base asset shrinks the holding (what a venue
+        really leaves in the account) while the cost stays, so the average price rises."""
+        if asset == quote:
+            return replace(self, fees_quote=self.fees_quote + fee)
+        if asset == base and self.qty != 0:
+            new_qty = self.qty - fee if self.qty > 0 else self.qty + fee
+            if new_qty == 0 or (new_qty > 0) != (self.qty > 0):
+                return replace(self, qty=_ZERO, avg_price=_ZERO)
+            return replace(self, qty=new_qty, avg_price=self.avg_price * self.qty / new_qty)
+        return self

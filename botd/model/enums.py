@@ -1,11 +1,11 @@
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 __all__ = ["Liquidity", "OrderStatus", "OrderType", "Side", "TimeInForce"]
 
 
-class Side(str, Enum):
+class Side(StrEnum):
     BUY = "buy"
     SELL = "sell"
 
@@ -18,23 +18,23 @@ class Side(str, Enum):
         return 1 if self is Side.BUY else -1
 
 
-class OrderType(str, Enum):
+class OrderType(StrEnum):
     MARKET = "market"
     LIMIT = "limit"
 
 
-class TimeInForce(str, Enum):
+class TimeInForce(StrEnum):
     GTC = "gtc"  # good till cancelled
     IOC = "ioc"  # immediate or cancel: fill what you can now, expire the rest
     FOK = "fok"  # fill or kill: fill all of it now or none of it
 
 
-class Liquidity(str, Enum):
+class Liquidity(StrEnum):
     MAKER = "maker"
     TAKER = "taker"
 
 
-class OrderStatus(str, Enum):
+class OrderStatus(StrEnum):
     PENDING = "pending"  # built and journaled locally, not yet sent
     SUBMITTED = "submitted"  # sent; no answer yet
     ACCEPTED = "accepted"  # open on the venue

@@ -24,19 +24,32 @@ S = OrderStatus
 _TRANSITIONS: dict[OrderStatus, frozenset[OrderStatus]] = {
     S.PENDING: frozenset({S.SUBMITTED, S.REJECTED}),
     S.SUBMITTED: frozenset(
-        {S.ACCEPTED, S.PARTIALLY_FILLED, S.FILLED, S.PENDING_CANCEL, S.CANCELED,
-         S.REJECTED, S.EXPIRED, S.UNKNOWN}
+        {
+            S.ACCEPTED,
+            S.PARTIALLY_FILLED,
+            S.FILLED,
+            S.PENDING_CANCEL,
+            S.CANCELED,
+            S.REJECTED,
+            S.EXPIRED,
+            S.UNKNOWN,
+        }
     ),
     S.ACCEPTED: frozenset({S.PARTIALLY_FILLED, S.FILLED, S.PENDING_CANCEL, S.CANCELED, S.EXPIRED}),
     S.PARTIALLY_FILLED: frozenset(
         {S.PARTIALLY_FILLED, S.FILLED, S.PENDING_CANCEL, S.CANCELED, S.EXPIRED}
     ),
-    S.PENDING_CANCEL: frozenset(
-        {S.ACCEPTED, S.PARTIALLY_FILLED, S.FILLED, S.CANCELED, S.EXPIRED}
-    ),
+    S.PENDING_CANCEL: frozenset({S.ACCEPTED, S.PARTIALLY_FILLED, S.FILLED, S.CANCELED, S.EXPIRED}),
     S.UNKNOWN: frozenset(
-        {S.ACCEPTED, S.PARTIALLY_FILLED, S.FILLED, S.PENDING_CANCEL, S.CANCELED,
-         S.REJECTED, S.EXPIRED}
+        {
+            S.ACCEPTED,
+            S.PARTIALLY_FILLED,
+            S.FILLED,
+            S.PENDING_CANCEL,
+            S.CANCELED,
+            S.REJECTED,
+            S.EXPIRED,
+        }
     ),
     S.FILLED: frozenset(),
     S.CANCELED: frozenset(),

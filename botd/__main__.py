@@ -1,0 +1,3 @@
+from botd.cli import main
+
+main()

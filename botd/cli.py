@@ -1,0 +1,127 @@
+"""``botd`` command line. The only module that configures logging."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any, TextIO
+
+from botd.app import EX_CONFIG, EX_OK, EX_SOFTWARE, Daemon
+from botd.clock import LiveClock
+from botd.errors import ConfigError
+from botd.health import check_heartbeat
+from botd.logs import Redactor, configure_logging
+from botd.settings import Settings, SettingsError, load_settings, render_settings
+
+__all__ = ["main", "run_cli"]
+
+EX_UNHEALTHY = 1
+
+
+def _version() -> str:
+    try:
+        return version("botd")
+    except PackageNotFoundError:  # running from a source tree without install
+        return "0+unknown"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="botd", description="Event-driven automated trading daemon."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def config_flags(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--config", type=Path, help="TOML settings file (default: ./botd.toml if present)"
+        )
+        p.add_argument("--strategies", type=Path, help="strategies folder (daemon.strategies_dir)")
+        p.add_argument("--data-dir", type=Path, help="state folder (daemon.data_dir)")
+        p.add_argument(
+            "--log-level", choices=["debug", "info", "warning", "error"], help="log.level"
+        )
+
+    run = sub.add_parser(
+        "run", help="run the daemon (paper trading on the simulated exchange by default)"
+    )
+    config_flags(run)
+    check = sub.add_parser("check-config", help="validate and print the effective configuration")
+    config_flags(check)
+    sub.add_parser("version", help="print the version")
+    health = sub.add_parser("health", help="exit 0 if a running daemon's heartbeat is fresh")
+    config_flags(health)
+    health.add_argument("--max-age", type=float, default=30.0, help="seconds (default 30)")
+    return parser
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if getattr(args, "strategies", None) is not None:
+        out.setdefault("daemon", {})["strategies_dir"] = str(args.strategies)
+    if getattr(args, "data_dir", None) is not None:
+        out.setdefault("daemon", {})["data_dir"] = str(args.data_dir)
+    if getattr(args, "log_level", None) is not None:
+        out.setdefault("log", {})["level"] = args.log_level
+    return out
+
+
+def _load(args: argparse.Namespace, environ: Mapping[str, str]) -> Settings:
+    return load_settings(args.config, _overrides(args), environ)
+
+
+def run_cli(
+    argv: Sequence[str] | None,
+    *,
+    environ: Mapping[str, str],
+    stdout: TextIO,
+    stderr: TextIO,
+) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "version":
+        print(f"botd {_version()}", file=stdout)
+        return EX_OK
+    try:
+        settings = _load(args, environ)
+    except SettingsError as exc:
+        print(f"botd: invalid configuration\n{exc}", file=stderr)
+        return EX_CONFIG
+    if args.command == "check-config":
+        print(render_settings(settings), file=stdout)
+        print("configuration OK", file=stderr)
+        return EX_OK
+    if args.command == "health":
+        ok, message = check_heartbeat(settings.daemon.data_dir, LiveClock().time_ns(), args.max_age)
+        print(message, file=stdout if ok else stderr)
+        return EX_OK if ok else EX_UNHEALTHY
+    return _run_daemon(settings, environ, stdout, stderr)
+
+
+def _run_daemon(
+    settings: Settings, environ: Mapping[str, str], stdout: TextIO, stderr: TextIO
+) -> int:
+    secrets = settings.secret_values()
+    configure_logging(settings.log.level, settings.log.format, secrets, stdout)
+    redactor = Redactor(secrets)
+    daemon = Daemon(settings, clock=LiveClock(), environ=environ)
+    try:
+        return asyncio.run(daemon.run())
+    except ConfigError as exc:
+        print(f"botd: invalid configuration\n{redactor.scrub(str(exc))}", file=stderr)
+        return EX_CONFIG
+    except KeyboardInterrupt:
+        return EX_OK
+    except asyncio.CancelledError:
+        # A second stop signal abandoned the orderly shutdown.
+        return EX_SOFTWARE
+    except BaseException as exc:  # the last line of defence: say what happened, scrubbed
+        print(f"botd: fatal error: {redactor.scrub(repr(exc))}", file=stderr)
+        return EX_SOFTWARE
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    sys.exit(run_cli(argv, environ=os.environ, stdout=sys.stdout, stderr=sys.stderr))

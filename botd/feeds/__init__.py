@@ -1,0 +1,1 @@
+"""Market-data feeds: venue streams onto the bus."""

@@ -1,0 +1,252 @@
+"""The public strategy API (version 1): what a plugin file subclasses."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from decimal import Decimal
+from typing import Any, ClassVar, Protocol
+
+import structlog
+
+from botd.model import (
+    Balance,
+    Fill,
+    Instrument,
+    Order,
+    OrderIntent,
+    OrderType,
+    OrderUpdate,
+    Position,
+    Quote,
+    Side,
+    TimeInForce,
+    Trade,
+)
+from botd.strategy.params import Param
+
+__all__ = ["API_VERSION", "Strategy", "StrategyContext"]
+
+API_VERSION = 1
+
+
+class StrategyContext(Protocol):
+    """What the host gives a strategy: a narrow view, never the gateway or the settings."""
+
+    def now_ns(self) -> int: ...
+    def submit(self, intent: OrderIntent) -> str: ...
+    def cancel(self, client_order_id: str) -> None: ...
+    def open_orders(self, strategy_id: str) -> list[Order]: ...
+    def position(self, strategy_id: str, venue: str, symbol: str) -> Position: ...
+    def balance(self, venue: str, asset: str) -> Balance: ...
+    def last_quote(self, venue: str, symbol: str) -> Quote | None: ...
+    def instrument(self, venue: str, symbol: str) -> Instrument: ...
+
+
+class Strategy:
+    """Subclass this in a file under ``strategies/``.
+
+    Hooks are plain synchronous methods: override the ones you need. Actions (``buy``, ``sell``,
+    ``cancel``…) hand an intent to risk checks and the gateway and return at once with the
+    client order id; what happens next arrives in ``on_order`` and ``on_fill``.
+    """
+
+    api_version: ClassVar[int] = API_VERSION
+    venue: ClassVar[str] = "paper"
+    symbol: ClassVar[str | None] = None
+    symbols: ClassVar[Sequence[str]] = ()
+
+    # Set by the host before on_start.
+    id: str
+    log: structlog.typing.FilteringBoundLogger
+    state: dict[str, Any]
+    _ctx: StrategyContext
+    _symbols: tuple[str, ...]
+    _param_values: dict[str, Any]
+
+    # -- hooks ------------------------------------------------------------------------------
+    def on_start(self) -> None:
+        pass
+
+    def on_stop(self) -> None:
+        pass
+
+    def on_quote(self, quote: Quote) -> None:
+        pass
+
+    def on_trade(self, trade: Trade) -> None:
+        pass
+
+    def on_fill(self, fill: Fill) -> None:
+        pass
+
+    def on_order(self, update: OrderUpdate) -> None:
+        pass
+
+    # -- identity and parameters ------------------------------------------------------------
+    @classmethod
+    def params(cls) -> dict[str, Param[Any]]:
+        found: dict[str, Param[Any]] = {}
+        for klass in reversed(cls.__mro__):
+            for name, value in vars(klass).items():
+                if isinstance(value, Param):
+                    found[name] = value
+        return found
+
+    @classmethod
+    def declared_symbols(cls) -> tuple[str, ...]:
+        if cls.symbols:
+            return tuple(cls.symbols)
+        return (cls.symbol,) if cls.symbol else ()
+
+    @property
+    def traded_symbols(self) -> tuple[str, ...]:
+        return self._symbols
+
+    @property
+    def primary_symbol(self) -> str:
+        return self._symbols[0]
+
+    # -- views ------------------------------------------------------------------------------
+    @property
+    def now(self) -> int:
+        """Current time in ns since the epoch (simulated time in a backtest)."""
+        return self._ctx.now_ns()
+
+    @property
+    def position(self) -> Position:
+        """This strategy's own position in its (first) symbol, built from its own fills."""
+        return self._ctx.position(self.id, self.venue, self.primary_symbol)
+
+    def position_of(self, symbol: str) -> Position:
+        return self._ctx.position(self.id, self.venue, symbol)
+
+    @property
+    def open_orders(self) -> list[Order]:
+        return self._ctx.open_orders(self.id)
+
+    def balance(self, asset: str) -> Balance:
+        return self._ctx.balance(self.venue, asset)
+
+    def last_quote(self, symbol: str | None = None) -> Quote | None:
+        return self._ctx.last_quote(self.venue, symbol or self.primary_symbol)
+
+    def instrument(self, symbol: str | None = None) -> Instrument:
+        return self._ctx.instrument(self.venue, symbol or self.primary_symbol)
+
+    # -- actions ----------------------------------------------------------------------------
+    def buy(
+        self,
+        qty: Decimal | None = None,
+        price: Decimal | None = None,
+        *,
+        quote: Decimal | None = None,
+        symbol: str | None = None,
+        type: OrderType | None = None,
+        tif: TimeInForce = TimeInForce.GTC,
+        post_only: bool = False,
+        reduce_only: bool = False,
+    ) -> str:
+        """Buy ``qty`` (or ``quote`` worth) at ``price`` (a limit) or at market."""
+        return self._order(Side.BUY, qty, price, quote, symbol, type, tif, post_only, reduce_only)
+
+    def sell(
+        self,
+        qty: Decimal | None = None,
+        price: Decimal | None = None,
+        *,
+        quote: Decimal | None = None,
+        symbol: str | None = None,
+        type: OrderType | None = None,
+        tif: TimeInForce = TimeInForce.GTC,
+        post_only: bool = False,
+        reduce_only: bool = False,
+    ) -> str:
+        """Sell ``qty`` (or ``quote`` worth) at ``price`` (a limit) or at market."""
+        return self._order(Side.SELL, qty, price, quote, symbol, type, tif, post_only, reduce_only)
+
+    def cancel(self, client_order_id: str) -> None:
+        self._ctx.cancel(client_order_id)
+
+    def cancel_all(self) -> None:
+        for order in self._ctx.open_orders(self.id):
+            self._ctx.cancel(order.client_order_id)
+
+    def close_position(self, symbol: str | None = None) -> str | None:
+        """Send a market order that flattens this strategy's position; None when flat."""
+        pos = self.position_of(symbol or self.primary_symbol)
+        if pos.is_flat:
+            return None
+        side = Side.SELL if pos.is_long else Side.BUY
+        return self._order(
+            side,
+            abs(pos.qty),
+            None,
+            None,
+            pos.symbol,
+            OrderType.MARKET,
+            TimeInForce.GTC,
+            False,
+            True,
+        )
+
+    def _order(
+        self,
+        side: Side,
+        qty: Decimal | None,
+        price: Decimal | None,
+        quote: Decimal | None,
+        symbol: str | None,
+        type: OrderType | None,
+        tif: TimeInForce,
+        post_only: bool,
+        reduce_only: bool,
+    ) -> str:
+        sym = symbol or self.primary_symbol
+        if (qty is None) == (quote is None):
+            raise ValueError("give exactly one of qty or quote")
+        if qty is None:
+            assert quote is not None
+            qty = self._qty_for_quote(side, sym, _as_decimal(quote, "quote"), price)
+        order_type = type or (OrderType.LIMIT if price is not None else OrderType.MARKET)
+        if order_type is OrderType.LIMIT and price is None:
+            raise ValueError("a limit order needs a price")
+        intent = OrderIntent(
+            strategy_id=self.id,
+            venue=self.venue,
+            symbol=sym,
+            side=side,
+            qty=_as_decimal(qty, "qty"),
+            type=order_type,
+            price=None if price is None else _as_decimal(price, "price"),
+            tif=tif,
+            post_only=post_only,
+            reduce_only=reduce_only,
+            ts=self._ctx.now_ns(),
+        )
+        return self._ctx.submit(intent)
+
+    def _qty_for_quote(
+        self, side: Side, symbol: str, amount: Decimal, price: Decimal | None
+    ) -> Decimal:
+        ref = price
+        if ref is None:
+            q = self._ctx.last_quote(self.venue, symbol)
+            if q is None:
+                raise ValueError(f"no quote for {symbol} yet: cannot size an order by amount")
+            ref = q.ask if side is Side.BUY else q.bid
+        return self._ctx.instrument(self.venue, symbol).round_qty(
+            amount / _as_decimal(ref, "price")
+        )
+
+
+def _as_decimal(value: object, what: str) -> Decimal:
+    """Strategies may pass floats for convenience; convert once, through the shortest repr."""
+    if isinstance(value, Decimal):
+        return value
+    if isinstance(value, bool):
+        raise TypeError(f"{what} must be a number, not bool")
+    if isinstance(value, int):
+        return Decimal(value)
+    if isinstance(value, float):
+        return Decimal(repr(value))
+    raise TypeError(f"{what} must be a Decimal, int or float, not {type(value).__name__}")

@@ -1,0 +1,108 @@
+"""An in-process trading stack on the simulated exchange, driven by a FakeClock.
+
+Real components throughout: the paper venue's matching engine and market generator, the
+gateway, the strategy host and the feed runner. Only time is simulated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections.abc import AsyncIterator, Mapping
+from decimal import Decimal
+from typing import Any
+
+from botd.bus import Bus
+from botd.clock import FakeClock
+from botd.feeds.runner import FeedRunner
+from botd.gateway import Gateway
+from botd.gateway.ids import ClientIdFactory
+from botd.model import Fill, OrderUpdate
+from botd.strategy.host import StrategyHost
+from botd.venues.sim.paper import PaperVenue
+
+DEFAULT_BALANCES = {"USDT": Decimal("100000"), "BTC": Decimal("1"), "ETH": Decimal("10")}
+
+
+class Rig:
+    def __init__(
+        self,
+        *,
+        symbols: tuple[str, ...] = ("BTCUSDT", "ETHUSDT"),
+        seed: int = 7,
+        event_rate: float = 20.0,
+        balances: Mapping[str, Decimal] | None = None,
+        overrides: Mapping[str, Mapping[str, Any]] | None = None,
+        max_errors: int = 5,
+    ) -> None:
+        self.clock = FakeClock()
+        self.bus = Bus()
+        self.paper = PaperVenue(
+            clock=self.clock,
+            symbols=symbols,
+            seed=seed,
+            event_rate=event_rate,
+            maker_fee=Decimal("0.001"),
+            taker_fee=Decimal("0.002"),
+            balances=balances if balances is not None else DEFAULT_BALANCES,
+        )
+        self.gateway = Gateway(
+            bus=self.bus,
+            clock=self.clock,
+            venues={"paper": self.paper},
+            ids=ClientIdFactory("test"),
+        )
+        self.host_overrides = dict(overrides or {})
+        self.host = StrategyHost(
+            bus=self.bus,
+            clock=self.clock,
+            orders=self.gateway,
+            market=self.gateway,
+            overrides=overrides,
+            max_errors=max_errors,
+        )
+        self.feed = FeedRunner(
+            adapter=self.paper,
+            symbols=symbols,
+            bus=self.bus,
+            clock=self.clock,
+            rng=random.Random(1),
+        )
+        self.updates: list[OrderUpdate] = []
+        self.fills: list[Fill] = []
+        self.bus.subscribe(OrderUpdate, self.updates.append)
+        self.bus.subscribe(Fill, self.fills.append)
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @contextlib.asynccontextmanager
+    async def running(self, *, feed: bool = True) -> AsyncIterator[Rig]:
+        await self.paper.connect()
+        self._tasks.append(asyncio.create_task(self.gateway.run()))
+        if feed:
+            self._tasks.append(asyncio.create_task(self.feed.run()))
+        await self.settle()
+        try:
+            yield self
+        finally:
+            for task in self._tasks:
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def settle(self, rounds: int = 30) -> None:
+        """Let every ready task run until the loop is quiet."""
+        for _ in range(rounds):
+            await asyncio.sleep(0)
+
+    async def advance(self, seconds: float, step: float = 0.05) -> None:
+        elapsed = 0.0
+        while elapsed < seconds:
+            await self.clock.advance(step)
+            await self.settle()
+            elapsed += step
+
+    def host_ids(self) -> list[str]:
+        return ["default", *self.host_overrides]
+
+    def statuses(self, client_order_id: str) -> list[str]:
+        return [u.status.value for u in self.updates if u.client_order_id == client_order_id]
