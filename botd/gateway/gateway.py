@@ -261,7 +261,7 @@ class Gateway:
             side=order.side.value,
             type=order.type.value,
             qty=str(order.qty),
-            price=None if order.price is None else str(order.price),
+            price="market" if order.price is None else str(order.price),
             tif=order.tif.value,
         )
         try:

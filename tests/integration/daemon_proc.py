@@ -144,7 +144,9 @@ class Daemon:
             self.proc.wait(5)
 
 
-def run_cli(args: list[str], *, cwd: Path, env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    args: list[str], *, cwd: Path, env: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("BOTD_")}
     full_env.update(env or {})
     return subprocess.run(

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.daemon_proc import (
+    REPO,
     FAST_CONFIG,
     Daemon,
     NotifyListener,
@@ -98,7 +99,8 @@ def test_open_orders_are_cancelled_on_shutdown(tmp_path: Path) -> None:
         "    def on_quote(self, quote):\n"
         "        if not self.open_orders and not self.state.get('sent'):\n"
         "            self.state['sent'] = True\n"
-        '            self.buy(Decimal("0.001"), price=(quote.bid * Decimal("0.5")).quantize(Decimal("0.01")))\n'
+        '            price = (quote.bid / 2).quantize(Decimal("0.01"))\n'
+        '            self.buy(Decimal("0.001"), price=price)\n'
     )
     daemon = start(ws)
     try:
@@ -191,8 +193,15 @@ def test_bad_config_exits_78_and_names_the_field(tmp_path: Path) -> None:
 def test_unknown_paper_symbol_exits_78(tmp_path: Path) -> None:
     ws = make_workspace(tmp_path)
     result = run_cli(
-        ["run", "--config", str(ws["config"]), "--strategies", str(ws["strategies"]),
-         "--data-dir", str(ws["data"])],
+        [
+            "run",
+            "--config",
+            str(ws["config"]),
+            "--strategies",
+            str(ws["strategies"]),
+            "--data-dir",
+            str(ws["data"]),
+        ],
         cwd=tmp_path,
         env={"BOTD_PAPER__SYMBOLS": '["BTCUSDT", "NOPEUSDT"]'},
     )
@@ -204,8 +213,15 @@ def test_unknown_paper_symbol_exits_78(tmp_path: Path) -> None:
 def test_missing_strategies_folder_exits_78(tmp_path: Path) -> None:
     ws = make_workspace(tmp_path)
     result = run_cli(
-        ["run", "--config", str(ws["config"]), "--strategies", str(tmp_path / "nope"),
-         "--data-dir", str(ws["data"])],
+        [
+            "run",
+            "--config",
+            str(ws["config"]),
+            "--strategies",
+            str(tmp_path / "nope"),
+            "--data-dir",
+            str(ws["data"]),
+        ],
         cwd=tmp_path,
     )
     assert result.returncode == 78
@@ -238,3 +254,24 @@ def test_health_reflects_a_running_daemon(tmp_path: Path) -> None:
         daemon.kill()
     after = run_cli(["health", "--data-dir", str(ws["data"])], cwd=tmp_path)
     assert after.returncode == 1
+
+
+def test_make_run_defaults_trade_within_ten_seconds(tmp_path: Path) -> None:
+    """What `make run` does on a fresh clone: defaults, the shipped strategies, no keys."""
+    empty = tmp_path / "empty.toml"
+    empty.write_text("")
+    daemon = Daemon(
+        ["run", "--config", str(empty), "--data-dir", str(tmp_path / "data")],
+        cwd=REPO,
+        env={"BOTD_LOG__FORMAT": "json"},
+    )
+    try:
+        started = time.monotonic()
+        ready = daemon.wait_for(lambda r: r["event"] == "botd ready", timeout=10)
+        assert ready["strategies"] == 2
+        daemon.wait_for(lambda r: r["event"] == "fill", timeout=10)
+        assert time.monotonic() - started < 10
+        daemon.signal(signal.SIGINT)
+        assert daemon.wait(timeout=10) == 0
+    finally:
+        daemon.kill()

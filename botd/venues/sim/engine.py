@@ -1,0 +1,500 @@
+"""The built-in exchange's matching engine: price-time priority, fees and balances.
+
+Deterministic by construction: ids come from counters, time is the ``ts`` each call passes in,
+and there is no randomness. All amounts are exact ``Decimal``.
+
+Accounts opened with ``unlimited=True`` (the synthetic market's liquidity provider and flow
+trader) skip balance checks and never lock; their balances are still tracked so that the sum
+of every asset over all accounts plus the fees collected stays constant, and may go negative.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+
+from botd.model import (
+    Balance,
+    BookLevel,
+    ExecutionReport,
+    Instrument,
+    Liquidity,
+    OrderStatus,
+    OrderType,
+    Side,
+    TimeInForce,
+    Trade,
+)
+from botd.venues.sim.book import Book, BookSide, SimOrder
+
+__all__ = ["AccountReport", "EngineResult", "MatchingEngine"]
+
+_ZERO = Decimal(0)
+S_FILLED = OrderStatus.FILLED
+S_PARTIAL = OrderStatus.PARTIALLY_FILLED
+S_EXPIRED = OrderStatus.EXPIRED
+
+
+@dataclass(frozen=True, slots=True)
+class AccountReport:
+    account: str
+    report: ExecutionReport
+
+
+@dataclass(slots=True)
+class EngineResult:
+    reports: list[AccountReport]  # in the order events happened
+    trades: list[Trade]  # public trade prints
+
+
+class _Account:
+    __slots__ = ("free", "locked", "open", "unlimited")
+
+    def __init__(self, unlimited: bool) -> None:
+        self.unlimited = unlimited
+        self.free: dict[str, Decimal] = {}
+        self.locked: dict[str, Decimal] = {}
+        self.open: dict[str, SimOrder] = {}  # client order id -> resting order
+
+
+def _crosses(side: Side, limit: Decimal | None, price: Decimal) -> bool:
+    """Would an order on ``side`` with ``limit`` (None: market) trade against ``price``?"""
+    if limit is None:
+        return True
+    return price <= limit if side is Side.BUY else price >= limit
+
+
+def _price(order: SimOrder) -> Decimal:
+    assert order.price is not None
+    return order.price
+
+
+def _filter_problem(
+    inst: Instrument, qty: Decimal, price: Decimal | None, notional_price: Decimal | None
+) -> tuple[str, str] | None:
+    """The first trading rule broken, as (code, reason); the checks of ``Instrument.violations``
+    with a stable code for each."""
+    if not qty.is_finite() or qty <= 0:
+        return "BAD_QTY", f"quantity {qty} must be positive"
+    if inst.step_size > 0 and qty % inst.step_size != 0:
+        return "STEP_SIZE", f"quantity {qty} is not a multiple of step size {inst.step_size}"
+    if qty < inst.min_qty:
+        return "MIN_QTY", f"quantity {qty} is below the minimum {inst.min_qty}"
+    if inst.max_qty is not None and qty > inst.max_qty:
+        return "MAX_QTY", f"quantity {qty} is above the maximum {inst.max_qty}"
+    if price is not None and inst.tick_size > 0 and price % inst.tick_size != 0:
+        return "TICK_SIZE", f"price {price} is not a multiple of tick size {inst.tick_size}"
+    if notional_price is not None and qty * notional_price < inst.min_notional:
+        notional = qty * notional_price
+        return "MIN_NOTIONAL", f"notional {notional} is below the minimum {inst.min_notional}"
+    return None
+
+
+class MatchingEngine:
+    """Every call returns the reports it caused, in order. For one submit: REJECTED alone; or
+    EXPIRED alone (FOK short of liquidity, market order against an empty side); or ACCEPTED
+    first if the order ends up resting, then per execution the taker's report followed by the
+    maker's (sharing a trade id with the public print), then EXPIRED for an IOC/market
+    remainder. Rejections carry ``extra["code"]`` and an empty ``venue_order_id``.
+    Unknown accounts raise KeyError; everything else answers with reports."""
+
+    def __init__(
+        self,
+        venue: str,
+        instruments: Iterable[Instrument],
+        *,
+        maker_fee: Decimal,
+        taker_fee: Decimal,
+    ) -> None:
+        self._venue = venue
+        self._instruments = {i.symbol: i for i in instruments}
+        self._books = {symbol: Book() for symbol in self._instruments}
+        self._maker_fee = maker_fee
+        self._taker_fee = taker_fee
+        self._accounts: dict[str, _Account] = {}
+        self._fees: dict[str, Decimal] = {}
+        self._order_seq = 0
+        self._trade_seq = 0
+
+    @property
+    def venue(self) -> str:
+        return self._venue
+
+    @property
+    def fees_collected(self) -> dict[str, Decimal]:
+        """Total fees charged, per asset (a copy)."""
+        return dict(self._fees)
+
+    def instrument(self, symbol: str) -> Instrument:
+        return self._instruments[symbol]
+
+    # -- accounts ---------------------------------------------------------------------------
+
+    def open_account(
+        self,
+        account: str,
+        balances: Mapping[str, Decimal] | None = None,
+        *,
+        unlimited: bool = False,
+    ) -> None:
+        if account in self._accounts:
+            raise ValueError(f"account {account!r} already exists")
+        acct = _Account(unlimited)
+        self._accounts[account] = acct
+        for asset, amount in (balances or {}).items():
+            self.deposit(account, asset, amount)
+
+    def deposit(self, account: str, asset: str, amount: Decimal) -> None:
+        """Add ``amount`` (negative: withdraw) to the free balance."""
+        acct = self._account(account)
+        new = acct.free.get(asset, _ZERO) + amount
+        if new < 0 and not acct.unlimited:
+            raise ValueError(f"account {account!r}: {asset} free balance would become {new}")
+        acct.free[asset] = new
+
+    def balances(self, account: str) -> dict[str, Balance]:
+        acct = self._account(account)
+        assets = dict.fromkeys([*acct.free, *acct.locked])
+        return {a: Balance(a, acct.free.get(a, _ZERO), acct.locked.get(a, _ZERO)) for a in assets}
+
+    def open_orders(self, account: str) -> list[ExecutionReport]:
+        """Each open order's current state, oldest first. ``extra`` carries the order's terms
+        (side, type, tif, qty, price, filled_qty, post_only) as strings."""
+        out = []
+        for o in self._account(account).open.values():
+            status = OrderStatus.ACCEPTED if o.filled == 0 else OrderStatus.PARTIALLY_FILLED
+            extra = {
+                "side": o.side.value,
+                "type": o.type.value,
+                "tif": o.tif.value,
+                "qty": str(o.qty),
+                "price": "" if o.price is None else str(o.price),
+                "filled_qty": str(o.filled),
+                "post_only": str(o.post_only).lower(),
+            }
+            out.append(self._report(o, status, o.ts, extra=extra))
+        return out
+
+    # -- market data --------------------------------------------------------------------------
+
+    def top_of_book(self, symbol: str) -> tuple[BookLevel | None, BookLevel | None]:
+        book = self._books[symbol]
+        bid, ask = book.bids.best(), book.asks.best()
+        return (
+            None if bid is None else BookLevel(bid.price, bid.size),
+            None if ask is None else BookLevel(ask.price, ask.size),
+        )
+
+    def depth(self, symbol: str, levels: int) -> tuple[list[BookLevel], list[BookLevel]]:
+        book = self._books[symbol]
+
+        def take(side: BookSide) -> list[BookLevel]:
+            out: list[BookLevel] = []
+            for level in side.levels():
+                if len(out) >= levels:
+                    break
+                out.append(BookLevel(level.price, level.size))
+            return out
+
+        return take(book.bids), take(book.asks)
+
+    # -- orders -------------------------------------------------------------------------------
+
+    def submit(
+        self,
+        account: str,
+        *,
+        client_order_id: str,
+        symbol: str,
+        side: Side,
+        type: OrderType,
+        qty: Decimal,
+        price: Decimal | None,
+        tif: TimeInForce,
+        post_only: bool,
+        ts: int,
+    ) -> EngineResult:
+        acct = self._account(account)
+
+        def reject(code: str, reason: str) -> EngineResult:
+            return self._rejected(account, symbol, client_order_id, ts, code, reason)
+
+        inst = self._instruments.get(symbol)
+        if inst is None:
+            return reject("UNKNOWN_SYMBOL", f"unknown symbol {symbol}")
+        if client_order_id in acct.open:
+            return reject("DUPLICATE_CLIENT_ID", f"an open order already uses {client_order_id}")
+        market = type is OrderType.MARKET
+        if market:
+            if post_only:
+                return reject("BAD_ORDER", "post-only needs a limit order")
+            limit = None  # a price sent with a market order is ignored, not enforced
+        else:
+            if price is None or not price.is_finite() or price <= 0:
+                return reject("BAD_PRICE", f"limit price {price} must be a positive number")
+            limit = price
+        book = self._books[symbol]
+        opposite = book.side(side.opposite)
+        best = opposite.best()
+        reference = limit if limit is not None else (best.price if best is not None else None)
+        problem = _filter_problem(inst, qty, limit, reference)
+        if problem is not None:
+            return reject(*problem)
+        if post_only and best is not None and _crosses(side, limit, best.price):
+            return reject(
+                "POST_ONLY_WOULD_CROSS", f"post-only {side.value} at {limit} would trade now"
+            )
+
+        # What the order must reserve: quote for a buy (at its limit, or the cost of walking
+        # the book for a market buy), base for a sell.
+        lock_asset = inst.quote if side is Side.BUY else inst.base
+        if acct.unlimited:
+            need = _ZERO
+        elif side is Side.SELL:
+            need = qty
+        else:
+            need = qty * limit if limit is not None else self._market_cost(opposite, qty)
+        if need and acct.free.get(lock_asset, _ZERO) < need:
+            return reject(
+                "INSUFFICIENT_BALANCE",
+                f"needs {need} {lock_asset}, {acct.free.get(lock_asset, _ZERO)} free",
+            )
+
+        self._order_seq += 1
+        order = SimOrder(
+            account, client_order_id, str(self._order_seq), symbol, side, type, qty, limit, tif,
+            post_only, ts,
+        )  # fmt: skip
+        result = EngineResult([], [])
+        if (market and best is None) or (
+            tif is TimeInForce.FOK and self._available(opposite, side, limit, qty) < qty
+        ):
+            result.reports.append(AccountReport(account, self._report(order, S_EXPIRED, ts)))
+            return result
+
+        if need:
+            self._lock(acct, lock_asset, need)
+            order.locked = need
+        acct.open[client_order_id] = order
+        self._match(order, inst, opposite, result, ts)
+        if order.filled == order.qty:
+            self._close(acct, order, inst)
+        elif not market and tif is TimeInForce.GTC:
+            book.side(side).add(order)
+            # ACCEPTED precedes the fills of this same call; it describes the order before them.
+            accepted = self._report(order, OrderStatus.ACCEPTED, ts)
+            result.reports.insert(0, AccountReport(account, accepted))
+        else:
+            self._close(acct, order, inst)
+            result.reports.append(AccountReport(account, self._report(order, S_EXPIRED, ts)))
+        return result
+
+    def cancel(self, account: str, symbol: str, client_order_id: str, ts: int) -> EngineResult:
+        acct = self._account(account)
+        if symbol not in self._instruments:
+            return self._rejected(
+                account, symbol, client_order_id, ts, "UNKNOWN_SYMBOL", f"unknown symbol {symbol}"
+            )
+        order = acct.open.get(client_order_id)
+        if order is None or order.symbol != symbol:
+            return self._rejected(
+                account, symbol, client_order_id, ts, "UNKNOWN_ORDER",
+                f"no open order {client_order_id} on {symbol}",
+            )  # fmt: skip
+        return EngineResult([self._cancel(acct, account, order, ts)], [])
+
+    def cancel_all(self, account: str, symbol: str | None, ts: int) -> EngineResult:
+        """Cancel every open order of ``account`` (on ``symbol`` only, unless None), oldest
+        first. Nothing to cancel is not an error: the result is empty."""
+        acct = self._account(account)
+        doomed = [o for o in acct.open.values() if symbol is None or o.symbol == symbol]
+        return EngineResult([self._cancel(acct, account, o, ts) for o in doomed], [])
+
+    # -- internals ----------------------------------------------------------------------------
+
+    def _account(self, account: str) -> _Account:
+        try:
+            return self._accounts[account]
+        except KeyError:
+            raise KeyError(f"unknown account {account!r}") from None
+
+    def _cancel(self, acct: _Account, account: str, order: SimOrder, ts: int) -> AccountReport:
+        self._books[order.symbol].side(order.side).remove(order)
+        self._close(acct, order, self._instruments[order.symbol])
+        return AccountReport(account, self._report(order, OrderStatus.CANCELED, ts))
+
+    def _rejected(
+        self, account: str, symbol: str, client_order_id: str, ts: int, code: str, reason: str
+    ) -> EngineResult:
+        report = ExecutionReport(
+            venue=self._venue,
+            symbol=symbol,
+            client_order_id=client_order_id,
+            venue_order_id="",
+            status=OrderStatus.REJECTED,
+            ts_event=ts,
+            reason=reason,
+            extra={"code": code},
+        )
+        return EngineResult([AccountReport(account, report)], [])
+
+    def _report(
+        self,
+        order: SimOrder,
+        status: OrderStatus,
+        ts: int,
+        extra: dict[str, str] | None = None,
+    ) -> ExecutionReport:
+        return ExecutionReport(
+            venue=self._venue,
+            symbol=order.symbol,
+            client_order_id=order.client_order_id,
+            venue_order_id=order.venue_order_id,
+            status=status,
+            ts_event=ts,
+            extra=extra or {},
+        )
+
+    @staticmethod
+    def _market_cost(opposite: BookSide, qty: Decimal) -> Decimal:
+        cost = _ZERO
+        for level in opposite.levels():
+            take = min(qty, level.size)
+            cost += take * level.price
+            qty -= take
+            if qty == 0:
+                break
+        return cost
+
+    @staticmethod
+    def _available(opposite: BookSide, side: Side, limit: Decimal | None, qty: Decimal) -> Decimal:
+        total = _ZERO
+        for level in opposite.levels():
+            if total >= qty or not _crosses(side, limit, level.price):
+                break
+            total += level.size
+        return total
+
+    def _match(
+        self, taker: SimOrder, inst: Instrument, opposite: BookSide, out: EngineResult, ts: int
+    ) -> None:
+        side, limit = taker.side, taker.price
+        while taker.filled < taker.qty:
+            level = opposite.best()
+            if level is None or not _crosses(side, limit, level.price):
+                break
+            maker = level.front()
+            qty = min(taker.qty - taker.filled, maker.qty - maker.filled)
+            price = maker.price
+            assert price is not None
+            opposite.fill_front(level, maker, qty)
+            taker.filled += qty
+            self._trade_seq += 1
+            trade_id = str(self._trade_seq)
+            out.trades.append(
+                Trade(self._venue, inst.symbol, price, qty, side, trade_id, ts, ts)
+            )  # fmt: skip
+            for order, liquidity in ((taker, Liquidity.TAKER), (maker, Liquidity.MAKER)):
+                acct = self._accounts[order.account]
+                fee, fee_asset = self._settle(acct, inst, order, qty, price, liquidity)
+                status = S_FILLED if order.filled == order.qty else S_PARTIAL
+                report = ExecutionReport(
+                    venue=self._venue,
+                    symbol=inst.symbol,
+                    client_order_id=order.client_order_id,
+                    venue_order_id=order.venue_order_id,
+                    status=status,
+                    ts_event=ts,
+                    last_qty=qty,
+                    last_price=price,
+                    fee=fee,
+                    fee_asset=fee_asset,
+                    liquidity=liquidity,
+                    trade_id=trade_id,
+                )
+                out.reports.append(AccountReport(order.account, report))
+                if order is maker and status is S_FILLED:
+                    self._close(acct, maker, inst)
+
+    def _settle(
+        self,
+        acct: _Account,
+        inst: Instrument,
+        order: SimOrder,
+        qty: Decimal,
+        price: Decimal,
+        liquidity: Liquidity,
+    ) -> tuple[Decimal, str]:
+        """Move the funds of one side of an execution; the fee comes out of what it receives."""
+        rate = self._maker_fee if liquidity is Liquidity.MAKER else self._taker_fee
+        notional = qty * price
+        if order.side is Side.BUY:
+            paid_asset, paid, got_asset, got = inst.quote, notional, inst.base, qty
+            # A limit buy reserved its limit price; an execution at a better price hands the
+            # difference back. A market buy reserved exactly what it pays.
+            reserved = notional if order.type is OrderType.MARKET else qty * _price(order)
+        else:
+            paid_asset, paid, got_asset, got = inst.base, qty, inst.quote, notional
+            reserved = qty
+        free = acct.free
+        if acct.unlimited:
+            free[paid_asset] = free.get(paid_asset, _ZERO) - paid
+        else:
+            order.locked -= reserved
+            acct.locked[paid_asset] -= reserved
+            free[paid_asset] = free.get(paid_asset, _ZERO) + (reserved - paid)
+        fee = got * rate
+        free[got_asset] = free.get(got_asset, _ZERO) + (got - fee)
+        self._fees[got_asset] = self._fees.get(got_asset, _ZERO) + fee
+        return fee, got_asset
+
+    @staticmethod
+    def _lock(acct: _Account, asset: str, amount: Decimal) -> None:
+        acct.free[asset] = acct.free.get(asset, _ZERO) - amount
+        acct.locked[asset] = acct.locked.get(asset, _ZERO) + amount
+
+    def _close(self, acct: _Account, order: SimOrder, inst: Instrument) -> None:
+        """The order is done (filled, cancelled, expired): hand back what it still reserves."""
+        del acct.open[order.client_order_id]
+        if order.locked:
+            asset = inst.quote if order.side is Side.BUY else inst.base
+            acct.locked[asset] -= order.locked
+            acct.free[asset] += order.locked
+            order.locked = _ZERO
+
+    def _check_invariants(self) -> None:
+        """Raise AssertionError if the books or the balances are inconsistent (for tests)."""
+        for symbol, book in self._books.items():
+            book.bids.check()
+            book.asks.check()
+            bid, ask = book.bids.best(), book.asks.best()
+            if bid is not None and ask is not None and bid.price >= ask.price:
+                raise AssertionError(f"{symbol} book is crossed: {bid.price} >= {ask.price}")
+            for side in (book.bids, book.asks):
+                for level in side.levels():
+                    for o in level.orders:
+                        if (
+                            o.live
+                            and self._accounts[o.account].open.get(o.client_order_id) is not o
+                        ):
+                            raise AssertionError(f"resting order {o.venue_order_id} is not open")
+        for name, acct in self._accounts.items():
+            expected: dict[str, Decimal] = {}
+            for o in acct.open.values():
+                if not o.live:
+                    raise AssertionError(f"{name}: open order {o.client_order_id} is not resting")
+                inst = self._instruments[o.symbol]
+                asset = inst.quote if o.side is Side.BUY else inst.base
+                expected[asset] = expected.get(asset, _ZERO) + o.locked
+            if acct.unlimited:
+                continue
+            for asset, amount in acct.free.items():
+                if amount < 0:
+                    raise AssertionError(f"{name}: free {asset} is negative: {amount}")
+            for asset in {*acct.locked, *expected}:
+                locked = acct.locked.get(asset, _ZERO)
+                if locked < 0 or locked != expected.get(asset, _ZERO):
+                    raise AssertionError(
+                        f"{name}: locked {asset} {locked} != open orders' {expected.get(asset)}"
+                    )
