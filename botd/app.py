@@ -199,7 +199,12 @@ class Daemon:
                     aux.append(
                         tg.create_task(
                             run_watchdog(
-                                self.notifier, self.clock, lambda: not gateway_task.done()
+                                self.notifier,
+                                self.clock,
+                                lambda: (
+                                    not gateway_task.done()
+                                    and not any(t.done() for t in feed_tasks)
+                                ),
                             ),
                             name="watchdog",
                         )

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from tests.integration.daemon_proc import (
-    REPO,
     FAST_CONFIG,
+    REPO,
     Daemon,
     NotifyListener,
     make_workspace,
