@@ -187,20 +187,7 @@ class Gateway:
             return str(exc), order
         qty = inst.round_qty(intent.qty)
         price = None if intent.price is None else inst.round_price(intent.price, intent.side)
-        order = Order(
-            client_order_id=cid,
-            strategy_id=intent.strategy_id,
-            venue=intent.venue,
-            symbol=intent.symbol,
-            side=intent.side,
-            type=intent.type,
-            qty=qty,
-            price=price,
-            tif=intent.tif,
-            post_only=intent.post_only,
-            ts_created=now,
-            ts_updated=now,
-        )
+        order = replace(order, qty=qty, price=price)
         if intent.type is OrderType.LIMIT and price is None:
             return "a limit order needs a price", order
         if intent.type is OrderType.MARKET and intent.post_only:

@@ -41,6 +41,20 @@ def make_workspace(tmp: Path, config: str = FAST_CONFIG, examples: bool = True) 
     return {"config": cfg, "strategies": strategies, "data": tmp / "data", "root": tmp}
 
 
+def run_args(ws: dict[str, Path], **paths: Path) -> list[str]:
+    """``run`` with the workspace's config, strategies and data dir (each overridable)."""
+    chosen = {**{k: ws[k] for k in ("config", "strategies", "data")}, **paths}
+    return [
+        "run",
+        "--config",
+        str(chosen["config"]),
+        "--strategies",
+        str(chosen["strategies"]),
+        "--data-dir",
+        str(chosen["data"]),
+    ]
+
+
 class NotifyListener:
     """The systemd side of sd_notify: a datagram socket the daemon writes to."""
 

@@ -16,6 +16,7 @@ from tests.integration.daemon_proc import (
     Daemon,
     NotifyListener,
     make_workspace,
+    run_args,
     run_cli,
 )
 
@@ -29,15 +30,7 @@ def notify(tmp_path: Path) -> Iterator[NotifyListener]:
 
 def start(ws: dict[str, Path], env: dict[str, str] | None = None) -> Daemon:
     return Daemon(
-        [
-            "run",
-            "--config",
-            str(ws["config"]),
-            "--strategies",
-            str(ws["strategies"]),
-            "--data-dir",
-            str(ws["data"]),
-        ],
+        run_args(ws),
         cwd=ws["root"],
         env=env,
     )
@@ -193,15 +186,7 @@ def test_bad_config_exits_78_and_names_the_field(tmp_path: Path) -> None:
 def test_unknown_paper_symbol_exits_78(tmp_path: Path) -> None:
     ws = make_workspace(tmp_path)
     result = run_cli(
-        [
-            "run",
-            "--config",
-            str(ws["config"]),
-            "--strategies",
-            str(ws["strategies"]),
-            "--data-dir",
-            str(ws["data"]),
-        ],
+        run_args(ws),
         cwd=tmp_path,
         env={"BOTD_PAPER__SYMBOLS": '["BTCUSDT", "NOPEUSDT"]'},
     )
@@ -213,15 +198,7 @@ def test_unknown_paper_symbol_exits_78(tmp_path: Path) -> None:
 def test_missing_strategies_folder_exits_78(tmp_path: Path) -> None:
     ws = make_workspace(tmp_path)
     result = run_cli(
-        [
-            "run",
-            "--config",
-            str(ws["config"]),
-            "--strategies",
-            str(tmp_path / "nope"),
-            "--data-dir",
-            str(ws["data"]),
-        ],
+        run_args(ws, strategies=tmp_path / "nope"),
         cwd=tmp_path,
     )
     assert result.returncode == 78

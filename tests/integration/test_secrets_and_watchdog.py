@@ -11,6 +11,7 @@ from tests.integration.daemon_proc import (
     Daemon,
     NotifyListener,
     make_workspace,
+    run_args,
     run_cli,
 )
 
@@ -67,15 +68,7 @@ def assert_no_canary(text: str) -> None:
 def test_canaries_never_appear_in_any_output(tmp_path: Path) -> None:
     ws, env = workspace(tmp_path)
     daemon = Daemon(
-        [
-            "run",
-            "--config",
-            str(ws["config"]),
-            "--strategies",
-            str(ws["strategies"]),
-            "--data-dir",
-            str(ws["data"]),
-        ],
+        run_args(ws),
         cwd=tmp_path,
         env=env,
     )
@@ -125,15 +118,7 @@ def test_watchdog_pings_at_half_the_interval(tmp_path: Path) -> None:
     ws = make_workspace(tmp_path)
     listener = NotifyListener(tmp_path / "notify.sock")
     daemon = Daemon(
-        [
-            "run",
-            "--config",
-            str(ws["config"]),
-            "--strategies",
-            str(ws["strategies"]),
-            "--data-dir",
-            str(ws["data"]),
-        ],
+        run_args(ws),
         cwd=tmp_path,
         env={"NOTIFY_SOCKET": str(listener.path), "WATCHDOG_USEC": "400000"},
     )
