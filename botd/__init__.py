@@ -19,6 +19,7 @@ from botd.model import (
     Trade,
 )
 from botd.strategy import API_VERSION, Strategy, param
+from botd.strategy.when import crosses_above, crosses_below
 
 __all__ = [
     "API_VERSION",
@@ -36,5 +37,7 @@ __all__ = [
     "Strategy",
     "TimeInForce",
     "Trade",
+    "crosses_above",
+    "crosses_below",
     "param",
 ]

@@ -16,15 +16,18 @@ import structlog
 from botd.bus import Bus
 from botd.clock import Clock
 from botd.errors import ConfigError
+from botd.feeds.bars import BarAggregator
 from botd.feeds.runner import FeedRunner
 from botd.gateway import Gateway
 from botd.gateway.ids import ClientIdFactory, session_tag
 from botd.health import write_heartbeat
+from botd.loopmon import LoopLagMonitor
 from botd.model import Fill
+from botd.schedule import Scheduler
 from botd.sdnotify import SdNotifier, run_watchdog
 from botd.settings import Settings
-from botd.strategy.host import StrategyHost, StrategyStatus
-from botd.strategy.loader import scan
+from botd.strategy.host import HostLimits, StrategyHost, StrategyStatus
+from botd.strategy.manager import StrategyManager
 from botd.venues.base import VenueAdapter
 from botd.venues.sim.paper import PaperVenue, UnknownSymbol
 
@@ -87,12 +90,32 @@ class Daemon:
             venues=self.venues,
             ids=ClientIdFactory(session_tag(self.clock.time_ns())),
         )
+        self.bars = BarAggregator(self.bus, self.clock)
+        self.scheduler = Scheduler(self.clock)
+        rt = s.runtime
         self.host = StrategyHost(
             bus=self.bus,
             clock=self.clock,
             orders=self.gateway,
             market=self.gateway,
+            bars=self.bars,
+            scheduler=self.scheduler,
             overrides=s.strategies,
+            limits=HostLimits(
+                max_errors=rt.max_errors,
+                error_window_s=rt.error_window,
+                hook_budget_ms=rt.hook_budget_ms,
+                max_overruns=rt.max_overruns,
+            ),
+        )
+        self.strategies = StrategyManager(
+            host=self.host,
+            folder=s.daemon.strategies_dir,
+            settings=s.strategies,
+            cancel_orders_on_removal=rt.cancel_orders_on_removal,
+        )
+        self.lag = LoopLagMonitor(
+            self.clock, warn_ms=rt.loop_lag_warn_ms, suspect=lambda: self.host.last_overrun
         )
         rng = random.Random(s.paper.seed)
         self.feeds = [
@@ -132,27 +155,6 @@ class Daemon:
         handle.write(str(os.getpid()))
         handle.flush()
         self._lock_file = handle
-
-    def load_strategies(self) -> None:
-        """Start strategies found in the folder that are not running; stop vanished ones."""
-        folder = self.settings.daemon.strategies_dir
-        result = scan(folder)
-        for error in result.errors:
-            self.log.error(
-                "strategy file not loaded",
-                file=str(error.path),
-                line=error.line,
-                error=error.message,
-            )
-        found = {item.id for item in result.strategies}
-        for sid, hosted in list(self.host.strategies.items()):
-            if sid not in found and hosted.status is StrategyStatus.RUNNING:
-                self.log.info("strategy file removed", strategy=sid)
-                self.host.stop(sid, cancel_orders=True)
-        for item in result.strategies:
-            current = self.host.strategies.get(item.id)
-            if current is None or current.status is StrategyStatus.STOPPED:
-                self.host.start(item)
 
     # -- running ----------------------------------------------------------------------------
     async def run(self) -> int:
@@ -194,7 +196,11 @@ class Daemon:
             async with asyncio.TaskGroup() as tg:
                 gateway_task = tg.create_task(self.gateway.run(), name="gateway")
                 feed_tasks = [tg.create_task(f.run(), name="feed") for f in self.feeds]
-                aux = [tg.create_task(self._heartbeat(), name="heartbeat")]
+                aux = [
+                    tg.create_task(self._heartbeat(), name="heartbeat"),
+                    tg.create_task(self.bars.run(), name="bars"),
+                    tg.create_task(self.lag.run(), name="loop-lag"),
+                ]
                 if self.notifier.watchdog_interval() is not None:
                     aux.append(
                         tg.create_task(
@@ -209,7 +215,11 @@ class Daemon:
                             name="watchdog",
                         )
                     )
-                self.load_strategies()
+                self.strategies.sync()
+                # Stopped first on shutdown, with the feeds: no reload while strategies stop.
+                inputs = list(feed_tasks)
+                if self.settings.runtime.hot_reload:
+                    inputs.append(tg.create_task(self.strategies.watch(), name="strategy-watch"))
                 running = sum(
                     1 for h in self.host.strategies.values() if h.status is StrategyStatus.RUNNING
                 )
@@ -217,9 +227,10 @@ class Daemon:
                 self.notifier.status(f"trading: {running} strategies on {', '.join(self.venues)}")
                 self.log.info("botd ready", strategies=running)
                 await self._wait_for_stop()
-                await self._shutdown(feed_tasks)
+                await self._shutdown(inputs)
                 for task in [gateway_task, *aux]:
                     task.cancel()
+                await self.scheduler.close()
         finally:
             for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
@@ -247,9 +258,9 @@ class Daemon:
             if self._rescan.is_set() and not self._stop.is_set():
                 self._rescan.clear()
                 self.log.info("rescanning strategies (SIGHUP)")
-                self.load_strategies()
+                self.strategies.sync()
 
-    async def _shutdown(self, feed_tasks: list[asyncio.Task[None]]) -> None:
+    async def _shutdown(self, inputs: list[asyncio.Task[None]]) -> None:
         s = self.settings.daemon
         self.notifier.stopping()
         self.log.info("botd stopping", reason=self._stop_reason)
@@ -257,10 +268,11 @@ class Daemon:
         budget = s.shutdown_timeout * 0.8
         try:
             async with asyncio.timeout(budget):
-                for task in feed_tasks:
+                for task in inputs:
                     task.cancel()
-                await asyncio.gather(*feed_tasks, return_exceptions=True)
+                await asyncio.gather(*inputs, return_exceptions=True)
                 self.host.stop_all()
+                await self.scheduler.close()
                 if s.cancel_orders_on_shutdown:
                     cancelled = self.gateway.cancel_all()
                     if cancelled:

@@ -17,10 +17,12 @@ from botd.errors import ConfigError
 from botd.health import check_heartbeat
 from botd.logs import Redactor, configure_logging
 from botd.settings import Settings, SettingsError, load_settings, render_settings
+from botd.strategy.catalog import check_file, describe_folder
 
 __all__ = ["main", "run_cli"]
 
 EX_UNHEALTHY = 1
+EX_DATAERR = 65  # sysexits.h: the input (a strategy file) is wrong
 
 
 def _version() -> str:
@@ -52,6 +54,17 @@ def _parser() -> argparse.ArgumentParser:
     config_flags(run)
     check = sub.add_parser("check-config", help="validate and print the effective configuration")
     config_flags(check)
+    strategies = sub.add_parser("strategies", help="list or check strategy files")
+    strat_sub = strategies.add_subparsers(
+        dest="strategies_command", required=True, metavar="ACTION"
+    )
+    listing = strat_sub.add_parser(
+        "list", help="every strategy in the folder, its params and status"
+    )
+    config_flags(listing)
+    check_one = strat_sub.add_parser("check", help="load and validate one file without running it")
+    config_flags(check_one)
+    check_one.add_argument("file", type=Path)
     sub.add_parser("version", help="print the version")
     health = sub.add_parser("health", help="exit 0 if a running daemon's heartbeat is fresh")
     config_flags(health)
@@ -94,11 +107,49 @@ def run_cli(
         print(render_settings(settings), file=stdout)
         print("configuration OK", file=stderr)
         return EX_OK
+    if args.command == "strategies":
+        return _strategies(args, settings, stdout, stderr)
     if args.command == "health":
         ok, message = check_heartbeat(settings.daemon.data_dir, LiveClock().time_ns(), args.max_age)
         print(message, file=stdout if ok else stderr)
         return EX_OK if ok else EX_UNHEALTHY
     return _run_daemon(settings, environ, stdout, stderr)
+
+
+def _strategies(
+    args: argparse.Namespace, settings: Settings, stdout: TextIO, stderr: TextIO
+) -> int:
+    if args.strategies_command == "list":
+        infos, errors = describe_folder(settings.daemon.strategies_dir, settings.strategies)
+    else:
+        infos, errors = check_file(args.file, settings.strategies)
+    rows = [("ID", "STATUS", "FILE", "CLASS", "MARKET", "BARS", "PARAMS")]
+    rows += [
+        (
+            i.id,
+            i.status,
+            str(i.file),
+            i.cls,
+            f"{i.venue}:{','.join(i.symbols)}",
+            i.timeframe,
+            ", ".join(f"{k}={v}" for k, v in i.params.items()) or "-",
+        )
+        for i in infos
+    ]
+    widths = [max(len(row[c]) for row in rows) for c in range(len(rows[0]) - 1)]
+    if infos:
+        for row in rows:
+            cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
+            print("  ".join([*cells, row[-1]]), file=stdout)
+    for info in infos:
+        if info.problem:
+            print(f"{info.file}: {info.problem}", file=stderr)
+    for error in errors:
+        print(str(error), file=stderr)
+    bad = bool(errors) or any(i.status == "error" for i in infos)
+    if args.strategies_command == "check" and not bad:
+        print(f"{args.file}: OK ({len(infos)} strategies)", file=stderr)
+    return EX_DATAERR if bad else EX_OK
 
 
 def _run_daemon(

@@ -137,6 +137,20 @@ class PaperSettings(BaseModel):
         return balances
 
 
+class RuntimeSettings(BaseModel):
+    """How strategies are run and contained."""
+
+    model_config = _MODEL_CONFIG
+
+    hot_reload: bool = True
+    cancel_orders_on_removal: bool = True
+    max_errors: int = Field(default=5, ge=1, le=10_000)
+    error_window: float = Field(default=60.0, gt=0, le=86_400)
+    hook_budget_ms: float = Field(default=5.0, gt=0, le=60_000)
+    max_overruns: int = Field(default=10, ge=1, le=10_000)
+    loop_lag_warn_ms: float = Field(default=100.0, gt=0, le=60_000)
+
+
 class VenueSettings(BaseModel):
     model_config = _MODEL_CONFIG
 
@@ -156,6 +170,7 @@ class Settings(BaseSettings):
     log: LogSettings = Field(default_factory=LogSettings)
     daemon: DaemonSettings = Field(default_factory=DaemonSettings)
     paper: PaperSettings = Field(default_factory=PaperSettings)
+    runtime: RuntimeSettings = Field(default_factory=RuntimeSettings)
     venues: dict[str, VenueSettings] = Field(default_factory=dict)
     strategies: dict[str, dict[str, Any]] = Field(default_factory=dict)
 

@@ -1,11 +1,12 @@
-"""Long-only moving-average crossover on the mid price.
+"""Long-only moving-average crossover on bars.
 
-Buys when the fast average crosses above the slow one and sells when it crosses back below.
+Buys when the fast average of closes crosses above the slow one and sells when it crosses back
+below. Bars are built from the venue's trades; change `timeframe` to trade slower or faster.
 """
 
 from decimal import Decimal
 
-from botd import Quote, Strategy, param
+from botd import Bar, Strategy, param
 from botd.indicators import SMA
 
 
@@ -13,29 +14,24 @@ class SmaCross(Strategy):
     api_version = 1
     venue = "paper"
     symbol = "ETHUSDT"
+    timeframe = "10s"
 
     size = param(Decimal("0.01"), min=Decimal("0"))
-    fast = param(10, min=1, doc="fast average length, in quotes")
-    slow = param(40, min=2, doc="slow average length, in quotes")
+    fast = param(6, min=1, doc="fast average length, in bars")
+    slow = param(18, min=2, doc="slow average length, in bars")
 
     def on_start(self) -> None:
         if self.fast >= self.slow:
             raise ValueError("`fast` must be shorter than `slow`")
         self.fast_ma = SMA(self.fast)
         self.slow_ma = SMA(self.slow)
-        self.was_above: bool | None = None
 
-    def on_quote(self, quote: Quote) -> None:
-        f = self.fast_ma.update(quote.mid)
-        s = self.slow_ma.update(quote.mid)
-        if f is None or s is None:
-            return  # still warming up
-        above = f > s
-        crossed = self.was_above is not None and above != self.was_above
-        self.was_above = above
-        if not crossed or self.open_orders:
-            return
-        if above and self.position.is_flat:
+    def on_bar(self, bar: Bar) -> None:
+        f = self.fast_ma.update(bar.close)
+        s = self.slow_ma.update(bar.close)
+        if f is None or s is None or self.open_orders:
+            return  # warming up, or the last order is still working
+        if f > s and self.position.is_flat:
             self.buy(self.size)
-        elif not above and self.position.is_long:
+        elif f < s and self.position.is_long:
             self.close_position()

@@ -9,17 +9,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from decimal import Decimal
 from typing import Any
 
 from botd.bus import Bus
 from botd.clock import FakeClock
+from botd.feeds.bars import BarAggregator
 from botd.feeds.runner import FeedRunner
 from botd.gateway import Gateway
 from botd.gateway.ids import ClientIdFactory
 from botd.model import Fill, OrderUpdate
-from botd.strategy.host import StrategyHost
+from botd.schedule import Scheduler
+from botd.strategy.host import HostLimits, StrategyHost
 from botd.venues.sim.paper import PaperVenue
 
 DEFAULT_BALANCES = {"USDT": Decimal("100000"), "BTC": Decimal("1"), "ETH": Decimal("10")}
@@ -34,7 +36,8 @@ class Rig:
         event_rate: float = 20.0,
         balances: Mapping[str, Decimal] | None = None,
         overrides: Mapping[str, Mapping[str, Any]] | None = None,
-        max_errors: int = 5,
+        limits: HostLimits | None = None,
+        perf: Callable[[], int] | None = None,
     ) -> None:
         self.clock = FakeClock()
         self.bus = Bus()
@@ -54,13 +57,18 @@ class Rig:
             ids=ClientIdFactory("test"),
         )
         self.host_overrides = dict(overrides or {})
+        self.bars = BarAggregator(self.bus, self.clock)
+        self.scheduler = Scheduler(self.clock)
         self.host = StrategyHost(
             bus=self.bus,
             clock=self.clock,
             orders=self.gateway,
             market=self.gateway,
+            bars=self.bars,
+            scheduler=self.scheduler,
             overrides=overrides,
-            max_errors=max_errors,
+            limits=limits,
+            **({"perf": perf} if perf is not None else {}),
         )
         self.feed = FeedRunner(
             adapter=self.paper,
@@ -81,6 +89,7 @@ class Rig:
         self._tasks.append(asyncio.create_task(self.gateway.run()))
         if feed:
             self._tasks.append(asyncio.create_task(self.feed.run()))
+            self._tasks.append(asyncio.create_task(self.bars.run()))
         await self.settle()
         try:
             yield self
@@ -88,6 +97,7 @@ class Rig:
             for task in self._tasks:
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
+            await self.scheduler.close()
 
     async def settle(self, rounds: int = 30) -> None:
         """Let every ready task run until the loop is quiet."""

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Any, ClassVar, Protocol
 
 import structlog
 
+from botd.durations import parse_duration
 from botd.model import (
     Balance,
+    Bar,
     Fill,
     Instrument,
     Order,
@@ -23,6 +25,7 @@ from botd.model import (
     Trade,
 )
 from botd.strategy.params import Param
+from botd.strategy.when import WhenRule
 
 __all__ = ["API_VERSION", "Strategy", "StrategyContext"]
 
@@ -33,6 +36,9 @@ class StrategyContext(Protocol):
     """What the host gives a strategy: a narrow view, never the gateway or the settings."""
 
     def now_ns(self) -> int: ...
+    def add_rule(self, strategy_id: str, rule: WhenRule) -> None: ...
+    def every(self, strategy_id: str, interval_s: float, fn: Callable[[], None]) -> None: ...
+    def cron(self, strategy_id: str, expr: str, fn: Callable[[], None], tz: str) -> None: ...
     def submit(self, intent: OrderIntent) -> str: ...
     def cancel(self, client_order_id: str) -> None: ...
     def open_orders(self, strategy_id: str) -> list[Order]: ...
@@ -54,6 +60,7 @@ class Strategy:
     venue: ClassVar[str] = "paper"
     symbol: ClassVar[str | None] = None
     symbols: ClassVar[Sequence[str]] = ()
+    timeframe: ClassVar[str] = "1m"  # bars for on_bar, built from trades
 
     # Set by the host before on_start.
     id: str
@@ -74,6 +81,9 @@ class Strategy:
         pass
 
     def on_trade(self, trade: Trade) -> None:
+        pass
+
+    def on_bar(self, bar: Bar) -> None:
         pass
 
     def on_fill(self, fill: Fill) -> None:
@@ -133,6 +143,34 @@ class Strategy:
     def instrument(self, symbol: str | None = None) -> Instrument:
         return self._ctx.instrument(self.venue, symbol or self.primary_symbol)
 
+    # -- rules and timers -------------------------------------------------------------------
+    def when(
+        self,
+        condition: Callable[[], object],
+        action: Callable[[], object],
+        *,
+        once: bool = False,
+        cooldown: float | str | None = None,
+        name: str = "",
+    ) -> None:
+        """Run ``action`` each time ``condition`` *becomes* true (not on every event while it
+        stays true). Conditions are checked after each of this strategy's market-data hooks.
+        ``once`` fires at most once; ``cooldown`` ("30s", "5m", or seconds) skips edges that
+        come sooner than that after the last firing."""
+        cooldown_s = None if cooldown is None else parse_duration(cooldown)
+        rule = WhenRule(condition, action, once=once, cooldown_s=cooldown_s, name=name)
+        self._ctx.add_rule(self.id, rule)
+
+    def every(self, interval: float | str, fn: Callable[[], None]) -> None:
+        """Call ``fn`` every ``interval`` ("500ms", "5m", "1h" or seconds) until this strategy
+        stops or reloads."""
+        self._ctx.every(self.id, parse_duration(interval), fn)
+
+    def cron(self, expr: str, fn: Callable[[], None], *, tz: str = "UTC") -> None:
+        """Call ``fn`` on a crontab schedule, e.g. ``"30 15 * * MON-FRI"`` (weekdays 0 and 7
+        are Sunday, as in crontab)."""
+        self._ctx.cron(self.id, expr, fn, tz)
+
     # -- actions ----------------------------------------------------------------------------
     def buy(
         self,
@@ -140,14 +178,17 @@ class Strategy:
         price: Decimal | None = None,
         *,
         quote: Decimal | None = None,
+        fraction: float | None = None,
         symbol: str | None = None,
         type: OrderType | None = None,
         tif: TimeInForce = TimeInForce.GTC,
         post_only: bool = False,
         reduce_only: bool = False,
     ) -> str:
-        """Buy ``qty`` (or ``quote`` worth) at ``price`` (a limit) or at market."""
-        return self._order(Side.BUY, qty, price, quote, symbol, type, tif, post_only, reduce_only)
+        """Buy ``qty``, or ``quote`` worth, or ``fraction`` of the free quote balance, at
+        ``price`` (a limit order) or at market."""
+        qty = self._size(Side.BUY, qty, price, quote, fraction, symbol)
+        return self._order(Side.BUY, qty, price, symbol, type, tif, post_only, reduce_only)
 
     def sell(
         self,
@@ -155,14 +196,17 @@ class Strategy:
         price: Decimal | None = None,
         *,
         quote: Decimal | None = None,
+        fraction: float | None = None,
         symbol: str | None = None,
         type: OrderType | None = None,
         tif: TimeInForce = TimeInForce.GTC,
         post_only: bool = False,
         reduce_only: bool = False,
     ) -> str:
-        """Sell ``qty`` (or ``quote`` worth) at ``price`` (a limit) or at market."""
-        return self._order(Side.SELL, qty, price, quote, symbol, type, tif, post_only, reduce_only)
+        """Sell ``qty``, or ``quote`` worth, or ``fraction`` of the free base balance, at
+        ``price`` (a limit order) or at market."""
+        qty = self._size(Side.SELL, qty, price, quote, fraction, symbol)
+        return self._order(Side.SELL, qty, price, symbol, type, tif, post_only, reduce_only)
 
     def cancel(self, client_order_id: str) -> None:
         self._ctx.cancel(client_order_id)
@@ -178,44 +222,65 @@ class Strategy:
             return None
         side = Side.SELL if pos.is_long else Side.BUY
         return self._order(
-            side,
-            abs(pos.qty),
-            None,
-            None,
-            pos.symbol,
-            OrderType.MARKET,
-            TimeInForce.GTC,
-            False,
-            True,
+            side, abs(pos.qty), None, pos.symbol, OrderType.MARKET, TimeInForce.GTC, False, True
         )
 
-    def _order(
+    def _size(
         self,
         side: Side,
         qty: Decimal | None,
         price: Decimal | None,
         quote: Decimal | None,
+        fraction: float | None,
+        symbol: str | None,
+    ) -> Decimal:
+        given = [
+            name
+            for name, v in (("qty", qty), ("quote", quote), ("fraction", fraction))
+            if v is not None
+        ]
+        if len(given) != 1:
+            raise ValueError("give exactly one of qty, quote or fraction")
+        if qty is not None:
+            return _as_decimal(qty, "qty")
+        sym = symbol or self.primary_symbol
+        inst = self._ctx.instrument(self.venue, sym)
+        if fraction is not None:
+            f = _as_decimal(fraction, "fraction")
+            if not 0 < f <= 1:
+                raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+            if side is Side.SELL:
+                return inst.round_qty(self._ctx.balance(self.venue, inst.base).free * f)
+            quote = self._ctx.balance(self.venue, inst.quote).free * f
+        assert quote is not None
+        ref = price
+        if ref is None:
+            q = self._ctx.last_quote(self.venue, sym)
+            if q is None:
+                raise ValueError(f"no quote for {sym} yet: cannot size an order by amount")
+            ref = q.ask if side is Side.BUY else q.bid
+        return inst.round_qty(_as_decimal(quote, "quote") / _as_decimal(ref, "price"))
+
+    def _order(
+        self,
+        side: Side,
+        qty: Decimal,
+        price: Decimal | None,
         symbol: str | None,
         type: OrderType | None,
         tif: TimeInForce,
         post_only: bool,
         reduce_only: bool,
     ) -> str:
-        sym = symbol or self.primary_symbol
-        if (qty is None) == (quote is None):
-            raise ValueError("give exactly one of qty or quote")
-        if qty is None:
-            assert quote is not None
-            qty = self._qty_for_quote(side, sym, _as_decimal(quote, "quote"), price)
         order_type = type or (OrderType.LIMIT if price is not None else OrderType.MARKET)
         if order_type is OrderType.LIMIT and price is None:
             raise ValueError("a limit order needs a price")
         intent = OrderIntent(
             strategy_id=self.id,
             venue=self.venue,
-            symbol=sym,
+            symbol=symbol or self.primary_symbol,
             side=side,
-            qty=_as_decimal(qty, "qty"),
+            qty=qty,
             type=order_type,
             price=None if price is None else _as_decimal(price, "price"),
             tif=tif,
@@ -224,19 +289,6 @@ class Strategy:
             ts=self._ctx.now_ns(),
         )
         return self._ctx.submit(intent)
-
-    def _qty_for_quote(
-        self, side: Side, symbol: str, amount: Decimal, price: Decimal | None
-    ) -> Decimal:
-        ref = price
-        if ref is None:
-            q = self._ctx.last_quote(self.venue, symbol)
-            if q is None:
-                raise ValueError(f"no quote for {symbol} yet: cannot size an order by amount")
-            ref = q.ask if side is Side.BUY else q.bid
-        return self._ctx.instrument(self.venue, symbol).round_qty(
-            amount / _as_decimal(ref, "price")
-        )
 
 
 def _as_decimal(value: object, what: str) -> Decimal:

@@ -1,7 +1,15 @@
-"""Runs strategy instances: binds them, feeds them events, and contains their failures."""
+"""Runs strategy instances: binds them, feeds them events, and contains their failures.
+
+Every hook call goes through :meth:`StrategyHost._call`: exceptions are logged with their
+traceback and counted, and each call is timed against a budget. A strategy that fails too
+often, or overruns its budget too often, within a window is halted and its orders cancelled;
+the other strategies never notice.
+"""
 
 from __future__ import annotations
 
+import copy
+import json
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -11,10 +19,12 @@ from typing import Any, Protocol
 import structlog
 
 from botd.bus import Bus, Subscription
-from botd.clock import NS_PER_SECOND, Clock
+from botd.clock import NS_PER_SECOND, Clock, perf_ns
 from botd.errors import StrategyError
+from botd.feeds.bars import BarAggregator
 from botd.model import (
     Balance,
+    Bar,
     Fill,
     Instrument,
     Order,
@@ -24,14 +34,20 @@ from botd.model import (
     Quote,
     Trade,
 )
+from botd.schedule import Scheduler
 from botd.strategy.api import Strategy
 from botd.strategy.loader import LoadedStrategy
-from botd.strategy.params import ParamError
+from botd.strategy.params import ParamError, resolve_params
+from botd.strategy.when import WhenRule
 
-__all__ = ["HostedStrategy", "MarketView", "OrderPort", "StrategyHost", "StrategyStatus"]
-
-# Keys of a [strategies.<id>] settings table that are not parameters.
-_RESERVED_KEYS = frozenset({"enabled", "venue", "symbol", "symbols"})
+__all__ = [
+    "HostLimits",
+    "HostedStrategy",
+    "MarketView",
+    "OrderPort",
+    "StrategyHost",
+    "StrategyStatus",
+]
 
 
 class OrderPort(Protocol):
@@ -52,6 +68,14 @@ class StrategyStatus(StrEnum):
     STOPPED = "stopped"
 
 
+@dataclass(frozen=True, slots=True)
+class HostLimits:
+    max_errors: int = 5  # hook failures within the window that halt a strategy
+    error_window_s: float = 60.0
+    hook_budget_ms: float = 5.0  # a hook call slower than this is an overrun
+    max_overruns: int = 10  # overruns within the window that halt a strategy
+
+
 @dataclass(slots=True)
 class HostedStrategy:
     id: str
@@ -59,19 +83,17 @@ class HostedStrategy:
     source: LoadedStrategy
     status: StrategyStatus = StrategyStatus.RUNNING
     subscriptions: list[Subscription] = field(default_factory=list)
+    bars: list[tuple[str, str, str]] = field(default_factory=list)
+    rules: list[WhenRule] = field(default_factory=list)
     errors: deque[int] = field(default_factory=deque)  # monotonic ns of recent failures
+    overruns: deque[int] = field(default_factory=deque)
     error_total: int = 0
+    overrun_total: int = 0
+    calls: int = 0
     halt_reason: str = ""
 
 
 class StrategyHost:
-    """Owns every running strategy.
-
-    Each hook call is wrapped: an exception is logged with its traceback and counted, and a
-    strategy that fails ``max_errors`` times within ``error_window_s`` is halted and its orders
-    cancelled. The other strategies never notice.
-    """
-
     def __init__(
         self,
         *,
@@ -79,21 +101,28 @@ class StrategyHost:
         clock: Clock,
         orders: OrderPort,
         market: MarketView,
+        bars: BarAggregator | None = None,
+        scheduler: Scheduler | None = None,
         overrides: Mapping[str, Mapping[str, Any]] | None = None,
-        max_errors: int = 5,
-        error_window_s: float = 60.0,
+        limits: HostLimits | None = None,
+        perf: Callable[[], int] = perf_ns,
         log: structlog.typing.FilteringBoundLogger | None = None,
     ) -> None:
         self._bus = bus
         self._clock = clock
         self._orders = orders
         self._market = market
+        self._bars = bars
+        self._scheduler = scheduler
         self._overrides = overrides or {}
-        self._max_errors = max_errors
-        self._window_ns = int(error_window_s * NS_PER_SECOND)
+        self.limits = limits or HostLimits()
+        self._window_ns = int(self.limits.error_window_s * NS_PER_SECOND)
+        self._budget_ns = int(self.limits.hook_budget_ms * 1_000_000)
+        self._perf = perf
         self._log = log or structlog.get_logger("botd.strategy")
         self._running: dict[str, HostedStrategy] = {}
         self._positions: dict[tuple[str, str, str], Position] = {}
+        self.last_overrun: str | None = None  # the latest slow hook, for the loop-lag monitor
         bus.subscribe(OrderUpdate, self._on_order_update, name="host.order_update")
         bus.subscribe(Fill, self._on_fill, name="host.fill")
 
@@ -102,12 +131,24 @@ class StrategyHost:
     def strategies(self) -> Mapping[str, HostedStrategy]:
         return self._running
 
+    def is_running(self, strategy_id: str) -> bool:
+        hosted = self._running.get(strategy_id)
+        return hosted is not None and hosted.status is StrategyStatus.RUNNING
+
     def start(self, loaded: LoadedStrategy) -> HostedStrategy | None:
         """Instantiate, configure and start one strategy. Problems are logged, never raised."""
-        log = self._log.bind(strategy=loaded.id, file=str(loaded.path))
-        if loaded.id in self._running and self._running[loaded.id].status is StrategyStatus.RUNNING:
-            log.error("strategy already running; not started twice")
+        if self.is_running(loaded.id):
+            self._log.error("strategy already running; not started twice", strategy=loaded.id)
             return None
+        hosted = self.prepare(loaded)
+        if hosted is None:
+            return None
+        self._activate(hosted, state={})
+        return hosted
+
+    def prepare(self, loaded: LoadedStrategy) -> HostedStrategy | None:
+        """Build and configure an instance without starting it; None (logged) if invalid."""
+        log = self._log.bind(strategy=loaded.id, file=str(loaded.path))
         overrides = dict(self._overrides.get(loaded.id, {}))
         if overrides.get("enabled", True) is False:
             log.info("strategy disabled in settings")
@@ -120,26 +161,24 @@ class StrategyHost:
         except Exception:
             log.exception("strategy not started: constructor failed")
             return None
+        return HostedStrategy(loaded.id, strategy, loaded)
 
-        hosted = HostedStrategy(loaded.id, strategy, loaded)
-        self._running[loaded.id] = hosted
-        self._subscribe(hosted)
-        log.info(
-            "strategy started",
-            venue=strategy.venue,
-            symbols=list(strategy.traded_symbols),
-            params={k: str(v) for k, v in strategy._param_values.items()},
-        )
-        self._call(hosted, strategy.on_start)
-        return hosted
+    def replace(self, new: HostedStrategy) -> None:
+        """Swap a running strategy for a prepared new version, handing over ``state``."""
+        old = self._running.get(new.id)
+        state: dict[str, Any] = {}
+        if old is not None:
+            if old.status is StrategyStatus.RUNNING:
+                self._deactivate(old, call_on_stop=True)
+                old.status = StrategyStatus.STOPPED
+            state = self._handover(old)
+        self._activate(new, state)
 
     def stop(self, strategy_id: str, *, cancel_orders: bool = False) -> None:
         hosted = self._running.get(strategy_id)
         if hosted is None or hosted.status is StrategyStatus.STOPPED:
             return
-        self._unsubscribe(hosted)
-        if hosted.status is StrategyStatus.RUNNING:
-            self._call(hosted, hosted.strategy.on_stop, count_failure=False)
+        self._deactivate(hosted, call_on_stop=hosted.status is StrategyStatus.RUNNING)
         hosted.status = StrategyStatus.STOPPED
         if cancel_orders:
             self._cancel_orders_of(strategy_id)
@@ -155,7 +194,7 @@ class StrategyHost:
             return
         hosted.status = StrategyStatus.HALTED
         hosted.halt_reason = reason
-        self._unsubscribe(hosted)
+        self._deactivate(hosted, call_on_stop=False)
         self._cancel_orders_of(strategy_id)
         self._log.error(
             "strategy halted; its orders are being cancelled", strategy=strategy_id, reason=reason
@@ -166,8 +205,7 @@ class StrategyHost:
         return self._clock.time_ns()
 
     def submit(self, intent: OrderIntent) -> str:
-        hosted = self._running.get(intent.strategy_id)
-        if hosted is None or hosted.status is not StrategyStatus.RUNNING:
+        if not self.is_running(intent.strategy_id):
             raise StrategyError(f"strategy {intent.strategy_id} is not running; order refused")
         return self._orders.submit(intent)
 
@@ -182,11 +220,6 @@ class StrategyHost:
             venue, symbol
         )
 
-    def _empty_position(self, venue: str, symbol: str) -> Position:
-        inst = self._market.instrument(venue, symbol)
-        # Anything below one tradable unit is dust: it cannot be sold, so it is not a position.
-        return Position(venue, symbol, min_tradable=max(inst.min_qty, inst.step_size))
-
     def balance(self, venue: str, asset: str) -> Balance:
         return self._market.balance(venue, asset)
 
@@ -196,30 +229,50 @@ class StrategyHost:
     def instrument(self, venue: str, symbol: str) -> Instrument:
         return self._market.instrument(venue, symbol)
 
+    def add_rule(self, strategy_id: str, rule: WhenRule) -> None:
+        self._running[strategy_id].rules.append(rule)
+
+    def every(self, strategy_id: str, interval_s: float, fn: Callable[[], None]) -> None:
+        hosted = self._running[strategy_id]
+        self._require_scheduler().every(
+            interval_s, self._timer(hosted, fn), owner=strategy_id, name=_name(fn)
+        )
+
+    def cron(self, strategy_id: str, expr: str, fn: Callable[[], None], tz: str) -> None:
+        hosted = self._running[strategy_id]
+        self._require_scheduler().cron(
+            expr, self._timer(hosted, fn), owner=strategy_id, name=_name(fn), tz=tz
+        )
+
     # -- internals --------------------------------------------------------------------------
+    def _require_scheduler(self) -> Scheduler:
+        if self._scheduler is None:
+            raise StrategyError("timers are not available in this host")
+        return self._scheduler
+
+    def _empty_position(self, venue: str, symbol: str) -> Position:
+        inst = self._market.instrument(venue, symbol)
+        # Anything below one tradable unit is dust: it cannot be sold, so it is not a position.
+        return Position(venue, symbol, min_tradable=max(inst.min_qty, inst.step_size))
+
     def _instantiate(self, loaded: LoadedStrategy, overrides: dict[str, Any]) -> Strategy:
         cls = loaded.cls
-        declared = cls.params()
-        values: dict[str, Any] = {}
-        for key, raw in overrides.items():
-            if key in _RESERVED_KEYS:
-                continue
-            if key not in declared:
-                known = ", ".join(sorted(declared)) or "none"
-                raise ParamError(f"unknown parameter {key!r} (known parameters: {known})")
-            values[key] = declared[key].coerce(raw)
-        for name, p in declared.items():
-            if name not in values:
-                values[name] = p.coerce(p.default)
-
-        symbols = overrides.get("symbols") or (
-            [overrides["symbol"]] if "symbol" in overrides else list(cls.declared_symbols())
-        )
-        if not isinstance(symbols, list) or not all(isinstance(s, str) for s in symbols):
-            raise ParamError(f"symbols must be a list of strings, got {symbols!r}")
+        values = resolve_params(cls.params(), overrides)
+        if "symbols" in overrides:
+            symbols = overrides["symbols"]
+        elif "symbol" in overrides:
+            symbols = [overrides["symbol"]]
+        else:
+            symbols = list(cls.declared_symbols())
+        if (
+            not symbols
+            or not isinstance(symbols, list)
+            or not all(isinstance(s, str) for s in symbols)
+        ):
+            raise ParamError(f"symbols must be a non-empty list of strings, got {symbols!r}")
         venue = overrides.get("venue", cls.venue)
         for sym in symbols:
-            self._market.instrument(venue, sym)  # raises KeyError-like ValueError if unknown
+            self._market.instrument(venue, sym)  # ValueError naming the venue and symbol
 
         strategy = cls()
         strategy.__dict__["_param_values"] = values
@@ -232,6 +285,54 @@ class StrategyHost:
             strategy.venue = venue  # type: ignore[misc]
         return strategy
 
+    def _activate(self, hosted: HostedStrategy, state: dict[str, Any]) -> None:
+        strategy = hosted.strategy
+        strategy.state = state
+        hosted.status = StrategyStatus.RUNNING
+        self._running[hosted.id] = hosted
+        self._subscribe(hosted)
+        self._log.info(
+            "strategy started",
+            strategy=hosted.id,
+            file=str(hosted.source.path),
+            venue=strategy.venue,
+            symbols=list(strategy.traded_symbols),
+            params={k: str(v) for k, v in strategy._param_values.items()},
+        )
+        self._call(hosted, strategy.on_start)
+        if hosted.error_total:
+            # Half-initialised strategies must not trade.
+            self.halt(hosted.id, "on_start failed")
+
+    def _deactivate(self, hosted: HostedStrategy, *, call_on_stop: bool) -> None:
+        for sub in hosted.subscriptions:
+            self._bus.unsubscribe(sub)
+        hosted.subscriptions.clear()
+        if self._bars is not None:
+            for venue, symbol, timeframe in hosted.bars:
+                self._bars.release(venue, symbol, timeframe)
+        hosted.bars.clear()
+        hosted.rules.clear()
+        if self._scheduler is not None:
+            self._scheduler.cancel_owner(hosted.id)
+        if call_on_stop:
+            self._call(hosted, hosted.strategy.on_stop, count_failure=False)
+
+    def _handover(self, old: HostedStrategy) -> dict[str, Any]:
+        """The old instance's ``state`` for the new one: a JSON round trip, so the new version
+        cannot share mutable objects with the old and the state stays persistable."""
+        state = old.strategy.state
+        try:
+            result: dict[str, Any] = json.loads(json.dumps(state))
+        except (TypeError, ValueError) as exc:
+            self._log.warning(
+                "strategy state is not JSON-serialisable; handed over as a deep copy",
+                strategy=old.id,
+                error=str(exc),
+            )
+            return copy.deepcopy(state)
+        return result
+
     def _subscribe(self, hosted: HostedStrategy) -> None:
         strategy = hosted.strategy
         cls = type(strategy)
@@ -240,6 +341,15 @@ class StrategyHost:
             wanted.append((Quote, strategy.on_quote))
         if cls.on_trade is not Strategy.on_trade:
             wanted.append((Trade, strategy.on_trade))
+        if cls.on_bar is not Strategy.on_bar:
+            wanted.append((Bar, self._bar_filter(strategy)))
+            if self._bars is not None:
+                for symbol in strategy.traded_symbols:
+                    self._bars.ensure(strategy.venue, symbol, strategy.timeframe)
+                    hosted.bars.append((strategy.venue, symbol, strategy.timeframe))
+        if not wanted:
+            # Nothing to react to but rules, which are checked after market events.
+            wanted.append((Quote, _noop))
         for event_type, hook in wanted:
             for symbol in strategy.traded_symbols:
                 hosted.subscriptions.append(
@@ -248,14 +358,20 @@ class StrategyHost:
                         self._guarded(hosted, hook),
                         venue=strategy.venue,
                         symbol=symbol,
-                        name=f"{hosted.id}.{hook.__name__}",
+                        name=f"{hosted.id}.{event_type.__name__.lower()}",
                     )
                 )
 
-    def _unsubscribe(self, hosted: HostedStrategy) -> None:
-        for sub in hosted.subscriptions:
-            self._bus.unsubscribe(sub)
-        hosted.subscriptions.clear()
+    @staticmethod
+    def _bar_filter(strategy: Strategy) -> Callable[[Bar], None]:
+        timeframe = strategy.timeframe
+
+        def on_bar(bar: Bar) -> None:
+            if bar.timeframe == timeframe:
+                strategy.on_bar(bar)
+
+        on_bar.__name__ = "on_bar"
+        return on_bar
 
     def _guarded(
         self, hosted: HostedStrategy, hook: Callable[[Any], None]
@@ -263,40 +379,76 @@ class StrategyHost:
         def call(event: Any) -> None:
             if hosted.status is StrategyStatus.RUNNING:
                 self._call(hosted, hook, event)
+                if hosted.rules and hosted.status is StrategyStatus.RUNNING:
+                    self._check_rules(hosted)
 
         return call
+
+    def _timer(self, hosted: HostedStrategy, fn: Callable[[], None]) -> Callable[[], None]:
+        def fire() -> None:
+            if hosted.status is StrategyStatus.RUNNING:
+                self._call(hosted, fn)
+
+        return fire
+
+    def _check_rules(self, hosted: HostedStrategy) -> None:
+        now = self._clock.time_ns()
+        for rule in list(hosted.rules):
+            fire = self._call(hosted, rule.check, now, label=f"when {rule.name or '?'}")
+            if fire is True and hosted.status is StrategyStatus.RUNNING:
+                self._call(hosted, rule.action, label=f"then {rule.name or '?'}")
 
     def _call(
         self,
         hosted: HostedStrategy,
-        hook: Callable[..., None],
+        hook: Callable[..., Any],
         *args: Any,
         count_failure: bool = True,
-    ) -> None:
+        label: str | None = None,
+    ) -> Any:
+        name = label or _name(hook)
+        hosted.calls += 1
+        started = self._perf()
         try:
-            hook(*args)
+            return hook(*args)
         except Exception as exc:
             hosted.error_total += 1
             self._log.exception(
                 "strategy hook raised",
                 strategy=hosted.id,
-                hook=getattr(hook, "__name__", "?"),
+                hook=name,
                 error=f"{type(exc).__name__}: {exc}",
                 errors_total=hosted.error_total,
             )
             if count_failure:
-                self._count_failure(hosted)
+                self._count(hosted, hosted.errors, self.limits.max_errors, "failures")
+            return None
+        finally:
+            elapsed = self._perf() - started
+            if elapsed > self._budget_ns:
+                self._overrun(hosted, name, elapsed)
 
-    def _count_failure(self, hosted: HostedStrategy) -> None:
+    def _overrun(self, hosted: HostedStrategy, hook: str, elapsed_ns: int) -> None:
+        hosted.overrun_total += 1
+        self.last_overrun = f"{hosted.id}.{hook} ({elapsed_ns / 1e6:.1f} ms)"
+        self._log.warning(
+            "strategy hook over its time budget",
+            strategy=hosted.id,
+            hook=hook,
+            elapsed_ms=round(elapsed_ns / 1e6, 2),
+            budget_ms=self.limits.hook_budget_ms,
+            overruns_total=hosted.overrun_total,
+        )
+        self._count(hosted, hosted.overruns, self.limits.max_overruns, "time-budget overruns")
+
+    def _count(self, hosted: HostedStrategy, times: deque[int], limit: int, what: str) -> None:
         now = self._clock.monotonic_ns()
-        hosted.errors.append(now)
-        while hosted.errors and now - hosted.errors[0] > self._window_ns:
-            hosted.errors.popleft()
-        if len(hosted.errors) >= self._max_errors:
-            self.halt(
-                hosted.id,
-                f"{len(hosted.errors)} failures within {self._window_ns / NS_PER_SECOND:g}s",
-            )
+        times.append(now)
+        while times and now - times[0] > self._window_ns:
+            times.popleft()
+        if len(times) >= limit:
+            window = self._window_ns / NS_PER_SECOND
+            self.halt(hosted.id, f"{len(times)} {what} within {window:g}s")
 
     def _cancel_orders_of(self, strategy_id: str) -> None:
         for order in self._orders.open_orders(strategy_id):
@@ -318,3 +470,11 @@ class StrategyHost:
         hosted = self._running.get(fill.strategy_id)
         if hosted is not None and hosted.status is StrategyStatus.RUNNING:
             self._call(hosted, hosted.strategy.on_fill, fill)
+
+
+def _noop(_: object) -> None:
+    return None
+
+
+def _name(fn: Callable[..., Any]) -> str:
+    return str(getattr(fn, "__name__", repr(fn)))

@@ -17,9 +17,26 @@ from types import ModuleType
 
 from botd.strategy.api import API_VERSION, Strategy
 
-__all__ = ["LoadError", "LoadResult", "LoadedStrategy", "load_file", "scan"]
+__all__ = [
+    "RULES_SUFFIX",
+    "LoadError",
+    "LoadResult",
+    "LoadedStrategy",
+    "is_strategy_file",
+    "load_file",
+    "scan",
+]
 
 _MODULE_PREFIX = "botd_strategies"
+RULES_SUFFIX = ".rules.toml"
+
+
+def is_strategy_file(path: Path) -> bool:
+    """Python plugins and rules files; hidden, private and editor backup files are not."""
+    name = path.name
+    if name.startswith((".", "_")) or name.endswith("~"):
+        return False
+    return name.endswith((".py", RULES_SUFFIX))
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,15 +64,14 @@ class LoadResult:
 
 
 def scan(folder: Path) -> LoadResult:
-    """Load every ``*.py`` file in ``folder`` (not those starting with ``_`` or ``.``)."""
+    """Load every strategy file in ``folder``: ``*.py`` plugins and ``*.rules.toml`` rules
+    (not those starting with ``_`` or ``.``)."""
     result = LoadResult([], [])
     if not folder.is_dir():
         result.errors.append(LoadError(folder, None, "strategies folder does not exist"))
         return result
     seen: dict[str, Path] = {}
-    for path in sorted(folder.glob("*.py")):
-        if path.name.startswith(("_", ".")):
-            continue
+    for path in sorted(p for p in folder.iterdir() if is_strategy_file(p) and p.is_file()):
         loaded, errors = load_file(path)
         result.errors.extend(errors)
         for item in loaded:
@@ -72,6 +88,8 @@ def scan(folder: Path) -> LoadResult:
 
 
 def load_file(path: Path) -> tuple[list[LoadedStrategy], list[LoadError]]:
+    if path.name.endswith(RULES_SUFFIX):
+        return _load_rules(path)
     try:
         module = _import(path)
     except SyntaxError as exc:
@@ -97,6 +115,23 @@ def load_file(path: Path) -> tuple[list[LoadedStrategy], list[LoadError]]:
             continue
         loaded.append(LoadedStrategy(sid, cls, path))
     return loaded, errors
+
+
+def _load_rules(path: Path) -> tuple[list[LoadedStrategy], list[LoadError]]:
+    # Imported here: the rules compiler is only needed when a rules file exists.
+    from botd.strategy.rules import RulesError, load_rules_file
+
+    sid = path.name.removesuffix(RULES_SUFFIX)
+    try:
+        cls = load_rules_file(path)
+    except RulesError as exc:
+        return [], [LoadError(path, exc.line, f"column {exc.column}: {exc.message}")]
+    except OSError as exc:
+        return [], [LoadError(path, None, f"cannot read: {exc}")]
+    problem = _check_class(cls)
+    if problem:
+        return [], [LoadError(path, None, problem)]
+    return [LoadedStrategy(sid, cls, path)], []
 
 
 def _import(path: Path) -> ModuleType:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any, Generic, TypeVar, overload
 
-__all__ = ["Param", "ParamError", "param"]
+__all__ = ["RESERVED_KEYS", "Param", "ParamError", "param", "resolve_params"]
+
+# Keys of a [strategies.<id>] settings table that are not parameters.
+RESERVED_KEYS = frozenset({"enabled", "venue", "symbol", "symbols", "class"})
 
 T = TypeVar("T", Decimal, int, float, bool, str)
 
@@ -90,3 +94,22 @@ def param(default: T, *, min: T | None = None, max: T | None = None, doc: str = 
     Typed as ``Any`` so that ``self.size`` reads as the value's type in user code.
     """
     return Param(default, min=min, max=max, doc=doc)
+
+
+def resolve_params(
+    declared: Mapping[str, Param[Any]], overrides: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Every declared parameter's effective value: the override from settings, validated, or
+    the default. Unknown keys are errors: a typo must not silently keep the default."""
+    values: dict[str, Any] = {}
+    for key, raw in overrides.items():
+        if key in RESERVED_KEYS:
+            continue
+        if key not in declared:
+            known = ", ".join(sorted(declared)) or "none"
+            raise ParamError(f"unknown parameter {key!r} (known parameters: {known})")
+        values[key] = declared[key].coerce(raw)
+    for name, p in declared.items():
+        if name not in values:
+            values[name] = p.coerce(p.default)
+    return values

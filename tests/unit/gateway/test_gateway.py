@@ -1,8 +1,6 @@
 import re
 from decimal import Decimal as D
 
-import pytest
-
 from botd.model import (
     ExecutionReport,
     Liquidity,
@@ -13,8 +11,6 @@ from botd.model import (
     TimeInForce,
 )
 from tests.rig import Rig
-
-pytestmark = pytest.mark.asyncio
 
 
 def intent(**kw: object) -> OrderIntent:

@@ -1,18 +1,13 @@
 from decimal import Decimal as D
 from pathlib import Path
 
-import pytest
 import structlog
 
 from botd import Fill, OrderUpdate, Quote, Strategy, param
 from botd.model import OrderStatus
-from botd.strategy.host import StrategyStatus
-from botd.strategy.loader import LoadedStrategy, scan
+from botd.strategy.host import HostLimits, StrategyStatus
+from botd.strategy.loader import LoadedStrategy
 from tests.rig import Rig
-
-pytestmark = pytest.mark.asyncio
-
-EXAMPLES = Path(__file__).resolve().parents[3] / "strategies"
 
 
 def loaded(cls: type[Strategy], sid: str | None = None) -> LoadedStrategy:
@@ -90,7 +85,7 @@ async def test_params_are_overridden_and_validated() -> None:
 
 
 async def test_failing_strategy_is_halted_while_others_keep_trading() -> None:
-    rig = Rig(max_errors=5)
+    rig = Rig(limits=HostLimits(max_errors=5))
     async with rig.running():
         good = rig.host.start(loaded(Buyer, "good"))
         bad = rig.host.start(loaded(Raiser, "bad"))
@@ -109,7 +104,7 @@ async def test_failing_strategy_is_halted_while_others_keep_trading() -> None:
 
 
 async def test_halting_cancels_the_strategys_open_orders() -> None:
-    rig = Rig(max_errors=1)
+    rig = Rig(limits=HostLimits(max_errors=1))
     async with rig.running():
         hosted = rig.host.start(loaded(RestsThenRaises, "rester"))
         assert hosted is not None
@@ -169,6 +164,8 @@ async def test_on_start_failure_is_contained() -> None:
         hosted = rig.host.start(loaded(BadStart))
     assert hosted is not None
     assert any(e["event"] == "strategy hook raised" for e in logs)
+    assert hosted.status is StrategyStatus.HALTED
+    assert hosted.halt_reason == "on_start failed"
 
 
 async def test_unknown_symbol_is_refused_at_start() -> None:
@@ -179,41 +176,3 @@ async def test_unknown_symbol_is_refused_at_start() -> None:
     with structlog.testing.capture_logs() as logs:
         assert rig.host.start(loaded(Doge)) is None
     assert "has no symbol 'DOGEUSDT'" in logs[-1]["error"]
-
-
-async def test_example_price_threshold_buys_and_sells() -> None:
-    (example,) = [s for s in scan(EXAMPLES).strategies if s.id == "price_threshold"]
-    # Levels that are always crossed: buy at once, then sell at once, repeatedly.
-    rig = Rig(overrides={"price_threshold": {"below": 10_000_000, "above": 1}})
-    async with rig.running():
-        hosted = rig.host.start(example)
-        assert hosted is not None
-        await rig.advance(3.0)
-    sides = [f.side.value for f in rig.fills if f.strategy_id == "price_threshold"]
-    assert "buy" in sides and "sell" in sides
-    assert hosted.status is StrategyStatus.RUNNING
-
-
-async def test_example_price_threshold_waits_outside_its_band() -> None:
-    (example,) = [s for s in scan(EXAMPLES).strategies if s.id == "price_threshold"]
-    rig = Rig(overrides={"price_threshold": {"below": 1, "above": 10_000_000}})
-    async with rig.running():
-        rig.host.start(example)
-        await rig.advance(3.0)
-    assert [f for f in rig.fills if f.strategy_id == "price_threshold"] == []
-
-
-async def test_example_sma_cross_trades_on_crossovers() -> None:
-    (example,) = [s for s in scan(EXAMPLES).strategies if s.id == "sma_cross"]
-    rig = Rig()
-    async with rig.running():
-        hosted = rig.host.start(example)
-        assert hosted is not None
-        await rig.advance(60.0, step=0.1)
-    fills = [f for f in rig.fills if f.strategy_id == "sma_cross"]
-    assert {f.side.value for f in fills} == {"buy", "sell"}
-    # Long-only: it never sells more than it bought.
-    bought = sum(f.qty for f in fills if f.side.value == "buy")
-    sold = sum(f.qty for f in fills if f.side.value == "sell")
-    assert sold <= bought
-    assert hosted.status is StrategyStatus.RUNNING
