@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,20 +32,20 @@ def _info(item: LoadedStrategy, settings: Mapping[str, Any]) -> StrategyInfo:
     symbols = overrides.get("symbols") or (
         [overrides["symbol"]] if "symbol" in overrides else list(cls.declared_symbols())
     )
-    base = {
-        "id": item.id,
-        "file": item.path,
-        "cls": cls.__name__,
-        "venue": str(overrides.get("venue", cls.venue)),
-        "symbols": tuple(str(s) for s in symbols),
-        "timeframe": cls.timeframe,
-    }
+    info = StrategyInfo(
+        id=item.id,
+        file=item.path,
+        cls=cls.__name__,
+        venue=str(overrides.get("venue", cls.venue)),
+        symbols=tuple(str(s) for s in symbols),
+        timeframe=cls.timeframe,
+    )
     try:
         params = resolve_params(cls.params(), overrides)
     except ParamError as exc:
-        return StrategyInfo(**base, status="error", problem=f"strategies.{item.id}: {exc}")
+        return replace(info, status="error", problem=f"strategies.{item.id}: {exc}")
     status = "disabled" if overrides.get("enabled", True) is False else "ok"
-    return StrategyInfo(**base, params=params, status=status)
+    return replace(info, params=params, status=status)
 
 
 def _with_instances(

@@ -9,6 +9,7 @@ and line while the previous version keeps trading.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import structlog
-from watchfiles import Change, awatch
+from watchfiles import awatch
 
 from botd.strategy.host import StrategyHost, StrategyStatus
 from botd.strategy.loader import LoadedStrategy, LoadError, is_strategy_file, load_file
@@ -78,16 +79,27 @@ class StrategyManager:
         Changes are grouped until the folder has been quiet for ``step_ms``, which absorbs
         editors' write patterns (truncate + write, temp file + rename, several saves).
         """
-        self._log.info("watching strategies folder", folder=str(self._folder))
-        async for changes in awatch(
+        changes_iter = awatch(
             self._folder,
             watch_filter=lambda change, path: is_strategy_file(Path(path)),
             step=step_ms,
             debounce=debounce_ms,
             recursive=False,
-        ):
-            paths = [Path(p) for change, p in changes if change in set(Change)]
-            self.apply_changes(paths)
+        )
+        pending = asyncio.ensure_future(anext(changes_iter))
+        try:
+            # The inotify watch exists once the iterator has started; anything that changed
+            # between the start-up scan and now is caught by one more scan.
+            for _ in range(2):
+                await asyncio.sleep(0)
+            self._log.info("watching strategies folder", folder=str(self._folder))
+            self.sync()
+            while True:
+                changes = await pending
+                pending = asyncio.ensure_future(anext(changes_iter))
+                self.apply_changes(Path(p) for _, p in changes)
+        finally:
+            pending.cancel()
 
     # -- internals ------------------------------------------------------------------------------
     def _sync_file(self, path: Path) -> None:

@@ -30,12 +30,16 @@ event_rate = 50
 """
 
 
+# Two shipped examples: one that reacts to every quote, one that rests orders in the book.
+DEFAULT_EXAMPLES = ("price_threshold.py", "grid.py")
+
+
 def make_workspace(tmp: Path, config: str = FAST_CONFIG, examples: bool = True) -> dict[str, Path]:
     strategies = tmp / "strategies"
     strategies.mkdir()
     if examples:
-        for f in EXAMPLES.glob("*.py"):
-            shutil.copy(f, strategies / f.name)
+        for name in DEFAULT_EXAMPLES:
+            shutil.copy(EXAMPLES / name, strategies / name)
     cfg = tmp / "botd.toml"
     cfg.write_text(config)
     return {"config": cfg, "strategies": strategies, "data": tmp / "data", "root": tmp}

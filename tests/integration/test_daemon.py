@@ -39,13 +39,13 @@ def start(ws: dict[str, Path], env: dict[str, str] | None = None) -> Daemon:
 def test_trades_then_stops_cleanly_on_sigterm(tmp_path: Path, notify: NotifyListener) -> None:
     ws = make_workspace(
         tmp_path,
-        FAST_CONFIG + "\n[strategies.price_threshold]\nbelow = 10000000\nabove = 1\n",
+        FAST_CONFIG + "\n[strategies.price_threshold]\nbelow = 10000000\nabove = 10000001\n",
     )
     daemon = start(ws, env={"NOTIFY_SOCKET": str(notify.path)})
     try:
         daemon.wait_for(lambda r: r["event"] == "botd ready")
         fill = daemon.wait_for(lambda r: r["event"] == "fill", timeout=20)
-        assert fill["strategy"] in {"price_threshold", "sma_cross"}
+        assert fill["strategy"] in {"price_threshold", "grid"}
         assert fill["client_order_id"].startswith("bd")
         assert {"timestamp", "level", "qty", "price", "fee"} <= fill.keys()
         time.sleep(0.3)
@@ -111,7 +111,7 @@ def test_open_orders_are_cancelled_on_shutdown(tmp_path: Path) -> None:
 def test_broken_strategy_is_reported_and_the_others_trade(tmp_path: Path) -> None:
     ws = make_workspace(
         tmp_path,
-        FAST_CONFIG + "\n[strategies.price_threshold]\nbelow = 10000000\nabove = 1\n",
+        FAST_CONFIG + "\n[strategies.price_threshold]\nbelow = 10000000\nabove = 10000001\n",
     )
     broken = ws["strategies"] / "broken.py"
     broken.write_text("from botd import Strategy\n\nclass Broken(Strategy)\n    symbol = 'X'\n")
@@ -245,7 +245,8 @@ def test_make_run_defaults_trade_within_ten_seconds(tmp_path: Path) -> None:
     try:
         started = time.monotonic()
         ready = daemon.wait_for(lambda r: r["event"] == "botd ready", timeout=10)
-        assert ready["strategies"] == 2
+        shipped = [p for p in (REPO / "strategies").iterdir() if p.suffix in {".py", ".toml"}]
+        assert ready["strategies"] == len(shipped)
         daemon.wait_for(lambda r: r["event"] == "fill", timeout=10)
         assert time.monotonic() - started < 10
         daemon.signal(signal.SIGINT)
