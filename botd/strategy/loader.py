@@ -51,9 +51,14 @@ class LoadError:
     path: Path
     line: int | None
     message: str
+    column: int | None = None
 
     def __str__(self) -> str:
-        where = f"{self.path}:{self.line}" if self.line else str(self.path)
+        where = str(self.path)
+        if self.line:
+            where += f":{self.line}"
+            if self.column:
+                where += f":{self.column}"
         return f"{where}: {self.message}"
 
 
@@ -93,7 +98,7 @@ def load_file(path: Path) -> tuple[list[LoadedStrategy], list[LoadError]]:
     try:
         module = _import(path)
     except SyntaxError as exc:
-        return [], [LoadError(path, exc.lineno, f"syntax error: {exc.msg}")]
+        return [], [LoadError(path, exc.lineno, f"syntax error: {exc.msg}", exc.offset)]
     except Exception as exc:
         return [], [LoadError(path, _line_in(path, exc), f"{type(exc).__name__}: {exc}")]
 
@@ -125,7 +130,7 @@ def _load_rules(path: Path) -> tuple[list[LoadedStrategy], list[LoadError]]:
     try:
         cls = load_rules_file(path)
     except RulesError as exc:
-        return [], [LoadError(path, exc.line, f"column {exc.column}: {exc.message}")]
+        return [], [LoadError(path, exc.line, exc.message, exc.column)]
     except OSError as exc:
         return [], [LoadError(path, None, f"cannot read: {exc}")]
     problem = _check_class(cls)

@@ -122,6 +122,7 @@ class StrategyManager:
                     "strategy file not loaded",
                     file=str(error.path),
                     line=error.line,
+                    column=error.column,
                     error=error.message,
                 )
             if previous is not None:

@@ -36,7 +36,7 @@ def test_syntax_error_reports_file_and_line_and_others_still_load(tmp_path: Path
     assert error.path == bad
     assert error.line == 3
     assert "syntax error" in error.message
-    assert str(error).startswith(f"{bad}:3: ")
+    assert str(error).startswith(f"{bad}:3:18: ")  # line and column
 
 
 def test_import_time_exception_points_at_the_line(tmp_path: Path) -> None:
