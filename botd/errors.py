@@ -4,6 +4,7 @@ from __future__ import annotations
 
 __all__ = [
     "AuthError",
+    "Banned",
     "BotdError",
     "ConfigError",
     "OrderRejected",
@@ -35,6 +36,10 @@ class RateLimited(TransientVenueError):
     def __init__(self, message: str, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class Banned(RateLimited):
+    """The venue banned us (Binance HTTP 418) for ``retry_after`` seconds: stop sending."""
 
 
 class OrderRejected(BotdError):

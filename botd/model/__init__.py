@@ -11,6 +11,7 @@ from botd.model.orders import (
     Order,
     OrderIntent,
     OrderUpdate,
+    VenueOrder,
 )
 
 __all__ = [
@@ -35,4 +36,5 @@ __all__ = [
     "Side",
     "TimeInForce",
     "Trade",
+    "VenueOrder",
 ]

@@ -9,6 +9,7 @@ from botd.model.enums import Liquidity, OrderStatus, OrderType, Side, TimeInForc
 
 __all__ = [
     "ExecutionReport",
+    "VenueOrder",
     "Fill",
     "IllegalTransition",
     "Order",
@@ -213,3 +214,22 @@ class ExecutionReport:
     trade_id: str = ""
     reason: str = ""
     extra: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
+
+
+@dataclass(frozen=True, slots=True)
+class VenueOrder:
+    """The venue's current view of one order, as answered by an order query or an open-orders
+    listing. ``filled_qty`` and ``avg_price`` are cumulative."""
+
+    venue: str
+    symbol: str
+    client_order_id: str
+    venue_order_id: str
+    side: Side
+    type: OrderType
+    qty: Decimal
+    price: Decimal | None
+    status: OrderStatus
+    filled_qty: Decimal
+    avg_price: Decimal | None
+    ts_event: int
