@@ -8,7 +8,7 @@ import fcntl
 import os
 import random
 import signal
-from collections.abc import Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from typing import IO, Any
 
 import structlog
@@ -18,32 +18,83 @@ from botd.clock import Clock
 from botd.errors import ConfigError
 from botd.feeds.bars import BarAggregator
 from botd.feeds.runner import FeedRunner
-from botd.gateway import Gateway
-from botd.gateway.ids import ClientIdFactory, session_tag
+from botd.gateway import Gateway, GatewayConfig
+from botd.gateway.reconcile import RECONCILE_ERRORS, Reconciler
 from botd.health import write_heartbeat
 from botd.loopmon import LoopLagMonitor
-from botd.model import Fill
+from botd.model import Fill, Instrument, Order, Position, Quote
+from botd.risk import RiskEngine, RiskLimits, TradingState
 from botd.schedule import Scheduler
 from botd.sdnotify import SdNotifier, run_watchdog
-from botd.settings import Settings
+from botd.settings import RiskLimitSettings, Settings
+from botd.store import DB_FILENAME, Journal, JournalError
 from botd.strategy.host import HostLimits, StrategyHost, StrategyStatus
 from botd.strategy.manager import StrategyManager
 from botd.venues.base import VenueAdapter
 from botd.venues.sim.paper import PaperVenue, UnknownSymbol
 
-__all__ = ["EX_CONFIG", "EX_OK", "EX_SOFTWARE", "EX_TEMPFAIL", "Daemon"]
+__all__ = [
+    "EX_CONFIG",
+    "EX_IOERR",
+    "EX_OK",
+    "EX_SOFTWARE",
+    "EX_TEMPFAIL",
+    "Daemon",
+    "LiveRiskView",
+    "VenueWrapper",
+]
 
 # Exit codes after sysexits.h, so systemd can tell a bad config (do not restart) from a crash.
 EX_OK = 0
 EX_SOFTWARE = 70
+EX_IOERR = 74
 EX_TEMPFAIL = 75
 EX_CONFIG = 78
 
+PAPER_ACCOUNT_FILE = "paper-account.json"
 _STATUS_LOG_EVERY_S = 30.0
+_STATE_SAVE_EVERY_S = 30.0
+_RISK_KEY = "risk"
+_HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
+
+# Wraps each venue adapter before use; the crash and fault tests inject faults through it.
+VenueWrapper = Callable[[VenueAdapter], VenueAdapter]
 
 
 class DataDirLocked(RuntimeError):
     pass
+
+
+def _limits(src: RiskLimitSettings) -> RiskLimits:
+    return RiskLimits(
+        max_order_notional=src.max_order_notional,
+        max_position=src.max_position,
+        max_open_orders=src.max_open_orders,
+        max_orders_per_minute=src.max_orders_per_minute,
+        max_daily_loss=src.max_daily_loss,
+        price_band=None,
+        max_quote_age_s=None,
+    )
+
+
+class LiveRiskView:
+    """What risk reads, assembled from the gateway and the strategy host (bound after both
+    exist: the gateway needs risk, and risk reads the gateway)."""
+
+    gateway: Gateway
+    host: StrategyHost
+
+    def last_quote(self, venue: str, symbol: str) -> Quote | None:
+        return self.gateway.last_quote(venue, symbol)
+
+    def instrument(self, venue: str, symbol: str) -> Instrument:
+        return self.gateway.instrument(venue, symbol)
+
+    def position(self, strategy_id: str, venue: str, symbol: str) -> Position:
+        return self.host.position(strategy_id, venue, symbol)
+
+    def open_orders(self, strategy_id: str | None = None) -> list[Order]:
+        return self.gateway.open_orders(strategy_id)
 
 
 class Daemon:
@@ -53,6 +104,7 @@ class Daemon:
         *,
         clock: Clock,
         environ: Mapping[str, str],
+        venue_wrapper: VenueWrapper | None = None,
         log: structlog.typing.FilteringBoundLogger | None = None,
     ) -> None:
         self.settings = settings
@@ -61,18 +113,24 @@ class Daemon:
         self.notifier = SdNotifier.from_environ(environ)
         self.bus = Bus()
         self.venues: dict[str, VenueAdapter] = {}
+        self._venue_wrapper = venue_wrapper
         self._stop = asyncio.Event()
         self._rescan = asyncio.Event()
+        self._kill_requested = ""
+        self._release_requested = ""
         self._stop_reason = ""
         self._fills = 0
         self._lock_file: IO[str] | None = None
         self._main_task: asyncio.Task[Any] | None = None
+        self._background: set[asyncio.Task[None]] = set()
+        self.journal: Journal | None = None
 
     # -- building ---------------------------------------------------------------------------
-    def _build(self) -> None:
+    def _build(self, journal: Journal) -> None:
         s = self.settings
+        data_dir = s.daemon.data_dir
         try:
-            paper = PaperVenue(
+            paper: VenueAdapter = PaperVenue(
                 clock=self.clock,
                 symbols=s.paper.symbols,
                 seed=s.paper.seed,
@@ -80,16 +138,35 @@ class Daemon:
                 maker_fee=s.paper.maker_fee,
                 taker_fee=s.paper.taker_fee,
                 balances=s.paper.balances,
+                state_path=data_dir / PAPER_ACCOUNT_FILE
+                if s.gateway.persist_paper_account
+                else None,
             )
         except UnknownSymbol as exc:
             raise ConfigError(f"paper.symbols: {exc}") from None
+        if self._venue_wrapper is not None:
+            paper = self._venue_wrapper(paper)
         self.venues[paper.name] = paper
+
+        view = LiveRiskView()
+        self.risk = RiskEngine(
+            clock=self.clock,
+            view=view,
+            limits=_global_limits(s),
+            strategy_limits={sid: _limits(x) for sid, x in s.risk.per_strategy.items()},
+        )
         self.gateway = Gateway(
             bus=self.bus,
             clock=self.clock,
             venues=self.venues,
-            ids=ClientIdFactory(session_tag(self.clock.time_ns())),
+            risk=self.risk,
+            journal=journal,
+            config=GatewayConfig(
+                submit_timeout_s=s.gateway.submit_timeout,
+                order_deadline_s=s.gateway.order_deadline,
+            ),
         )
+        self.reconciler = Reconciler(self.gateway, journal, self.clock)
         self.bars = BarAggregator(self.bus, self.clock)
         self.scheduler = Scheduler(self.clock)
         rt = s.runtime
@@ -108,6 +185,8 @@ class Daemon:
                 max_overruns=rt.max_overruns,
             ),
         )
+        self.host.on_realized = self.risk.on_fill
+        view.gateway, view.host = self.gateway, self.host
         self.strategies = StrategyManager(
             host=self.host,
             folder=s.daemon.strategies_dir,
@@ -168,21 +247,82 @@ class Daemon:
             self.log.error("cannot start", error=str(exc))
             return EX_TEMPFAIL
         try:
-            self._build()
-            return await self._supervise()
+            try:
+                self.journal = await Journal.open(
+                    self.settings.daemon.data_dir / DB_FILENAME, clock=self.clock
+                )
+            except JournalError as exc:
+                self.log.error("cannot open the journal", error=str(exc))
+                return EX_IOERR
+            self._build(self.journal)
+            code = await self._supervise(self.journal)
         finally:
+            for task in self._background:
+                task.cancel()
             for venue in self.venues.values():
                 with contextlib.suppress(Exception):
                     await venue.close()
+            if self.journal is not None:
+                with contextlib.suppress(JournalError):
+                    await self.journal.close()
             self.notifier.close()
             if self._lock_file is not None:
                 self._lock_file.close()
+        self.log.info("botd stopped", reason=self._stop_reason, fills=self._fills)
+        return code
 
-    async def _supervise(self) -> int:
+    async def _restore(self, journal: Journal) -> None:
+        """Everything the previous run left: kill switch, orders, positions, strategy state."""
+        saved = await journal.get_value(_RISK_KEY)
+        if isinstance(saved, dict):
+            self.risk.restore(saved)
+            if self.risk.killed:
+                self.log.warning("kill switch is engaged from a previous run; not trading")
+        self.risk.on_change = self._persist_risk
+        await self.gateway.start()
+        self.host.rebuild_positions(await journal.fills())
+        self.host.saved_states = await journal.strategy_states()
+
+    def _persist_risk(self, snapshot: dict[str, Any]) -> None:
+        if self.journal is not None:
+            self._spawn(self.journal.set_value(_RISK_KEY, snapshot), "persist-risk")
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> None:
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _reconcile_all(self, *, startup: bool) -> None:
+        for name in self.venues:
+            try:
+                await self.reconciler.reconcile(name)
+            except RECONCILE_ERRORS as exc:
+                reason = f"not reconciled: {exc}"
+                affected = [
+                    sid
+                    for sid, h in self.host.strategies.items()
+                    if h.strategy.venue == name and h.status is StrategyStatus.RUNNING
+                ]
+                self.log.error(
+                    "venue could not be reconciled; not trading it",
+                    venue=name,
+                    error=str(exc),
+                    strategies=affected,
+                )
+                self.risk.set_state(TradingState.HALTED, reason, venue=name)
+                continue
+            if self.risk.state_of(venue=name) is TradingState.HALTED and not startup:
+                self.log.info("venue reconciled again; trading resumes", venue=name)
+            if self.risk.state_of(venue=name) is not TradingState.ACTIVE:
+                self.risk.set_state(TradingState.ACTIVE, "reconciled", venue=name)
+
+    async def _supervise(self, journal: Journal) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self.request_stop, sig.name)
         loop.add_signal_handler(signal.SIGHUP, self._rescan.set)
+        loop.add_signal_handler(signal.SIGUSR1, self.request_kill, "SIGUSR1 (botd kill)")
+        loop.add_signal_handler(signal.SIGUSR2, self.request_release, "SIGUSR2 (botd resume)")
         self.log.info(
             "botd starting",
             venues=list(self.venues),
@@ -190,16 +330,20 @@ class Daemon:
             strategies_dir=str(self.settings.daemon.strategies_dir),
             data_dir=str(self.settings.daemon.data_dir),
         )
+        await self._restore(journal)
         for venue in self.venues.values():
             await venue.connect()
         try:
             async with asyncio.TaskGroup() as tg:
                 gateway_task = tg.create_task(self.gateway.run(), name="gateway")
+                # Reconcile before any strategy can trade.
+                await self._reconcile_all(startup=True)
                 feed_tasks = [tg.create_task(f.run(), name="feed") for f in self.feeds]
                 aux = [
                     tg.create_task(self._heartbeat(), name="heartbeat"),
                     tg.create_task(self.bars.run(), name="bars"),
                     tg.create_task(self.lag.run(), name="loop-lag"),
+                    tg.create_task(self._periodic(), name="periodic"),
                 ]
                 if self.notifier.watchdog_interval() is not None:
                     aux.append(
@@ -225,17 +369,22 @@ class Daemon:
                 )
                 self.notifier.ready()
                 self.notifier.status(f"trading: {running} strategies on {', '.join(self.venues)}")
-                self.log.info("botd ready", strategies=running)
+                self.log.info("botd ready", strategies=running, trading=self.risk.state.value)
                 await self._wait_for_stop()
                 await self._shutdown(inputs)
                 for task in [gateway_task, *aux]:
                     task.cancel()
                 await self.scheduler.close()
         finally:
-            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            for sig in (
+                signal.SIGINT,
+                signal.SIGTERM,
+                signal.SIGHUP,
+                signal.SIGUSR1,
+                signal.SIGUSR2,
+            ):
                 loop.remove_signal_handler(sig)
         await self._write_heartbeat("stopped")
-        self.log.info("botd stopped", reason=self._stop_reason, fills=self._fills)
         return EX_OK
 
     def request_stop(self, reason: str = "requested") -> None:
@@ -248,6 +397,14 @@ class Daemon:
         self._stop_reason = reason
         self._stop.set()
 
+    def request_kill(self, reason: str) -> None:
+        self._kill_requested = reason
+        self._rescan.set()  # wakes the supervisor loop
+
+    def request_release(self, reason: str) -> None:
+        self._release_requested = reason
+        self._rescan.set()
+
     async def _wait_for_stop(self) -> None:
         while not self._stop.is_set():
             rescan = asyncio.ensure_future(self._rescan.wait())
@@ -255,8 +412,18 @@ class Daemon:
             await asyncio.wait({rescan, stop}, return_when=asyncio.FIRST_COMPLETED)
             for fut in (rescan, stop):
                 fut.cancel()
-            if self._rescan.is_set() and not self._stop.is_set():
-                self._rescan.clear()
+            if self._stop.is_set() or not self._rescan.is_set():
+                continue
+            self._rescan.clear()
+            if self._kill_requested:
+                reason, self._kill_requested = self._kill_requested, ""
+                cancelled = self.gateway.kill(reason)
+                self.log.error("KILL SWITCH engaged", reason=reason, cancelling=cancelled)
+            elif self._release_requested:
+                reason, self._release_requested = self._release_requested, ""
+                self.risk.release(reason)
+                self.log.warning("kill switch released; trading resumes", reason=reason)
+            else:
                 self.log.info("rescanning strategies (SIGHUP)")
                 self.strategies.sync()
 
@@ -272,6 +439,7 @@ class Daemon:
                     task.cancel()
                 await asyncio.gather(*inputs, return_exceptions=True)
                 self.host.stop_all()
+                await self._save_states()
                 await self.scheduler.close()
                 if s.cancel_orders_on_shutdown:
                     cancelled = self.gateway.cancel_all()
@@ -280,6 +448,8 @@ class Daemon:
                     await self.gateway.drain()
                     await self.gateway.wait_no_open_orders()
                 await self.gateway.drain()
+                if self.journal is not None:
+                    await self.journal.flush()
         except TimeoutError:
             left = self.gateway.open_orders()
             self.log.error(
@@ -287,6 +457,27 @@ class Daemon:
                 budget_s=budget,
                 open_orders=[o.client_order_id for o in left],
             )
+
+    async def _save_states(self) -> None:
+        if self.journal is None:
+            return
+        for sid, state in self.host.states().items():
+            try:
+                await self.journal.save_strategy_state(sid, state)
+            except JournalError as exc:
+                self.log.error("strategy state not saved", strategy=sid, error=str(exc))
+
+    async def _periodic(self) -> None:
+        """Reconciliation and strategy-state checkpoints."""
+        reconcile_every = self.settings.gateway.reconcile_interval
+        since_reconcile = 0.0
+        while True:
+            await self.clock.sleep(_STATE_SAVE_EVERY_S)
+            await self._save_states()
+            since_reconcile += _STATE_SAVE_EVERY_S
+            if since_reconcile >= reconcile_every:
+                since_reconcile = 0.0
+                await self._reconcile_all(startup=False)
 
     async def _heartbeat(self) -> None:
         interval = self.settings.daemon.heartbeat_interval
@@ -301,6 +492,8 @@ class Daemon:
 
     def _status(self) -> dict[str, Any]:
         return {
+            "trading": self.risk.state.value,
+            "kill_switch": self.risk.killed,
             "strategies": {sid: h.status.value for sid, h in self.host.strategies.items()},
             "market_events": sum(f.events for f in self.feeds),
             "open_orders": len(self.gateway.open_orders()),
@@ -317,3 +510,16 @@ class Daemon:
             )
         except OSError as exc:
             self.log.warning("heartbeat write failed", error=str(exc))
+
+
+def _global_limits(s: Settings) -> RiskLimits:
+    base = _limits(s.risk)
+    return RiskLimits(
+        max_order_notional=base.max_order_notional,
+        max_position=base.max_position,
+        max_open_orders=base.max_open_orders,
+        max_orders_per_minute=base.max_orders_per_minute,
+        max_daily_loss=base.max_daily_loss,
+        price_band=s.risk.price_band,
+        max_quote_age_s=s.risk.max_quote_age,
+    )

@@ -16,7 +16,9 @@ from botd.clock import LiveClock
 from botd.errors import ConfigError
 from botd.health import check_heartbeat
 from botd.logs import Redactor, configure_logging
+from botd.operator import set_kill_switch
 from botd.settings import Settings, SettingsError, load_settings, render_settings
+from botd.store.commands import add_db_parser, run_db_command
 from botd.strategy.catalog import check_file, describe_folder
 
 __all__ = ["main", "run_cli"]
@@ -65,6 +67,15 @@ def _parser() -> argparse.ArgumentParser:
     check_one = strat_sub.add_parser("check", help="load and validate one file without running it")
     config_flags(check_one)
     check_one.add_argument("file", type=Path)
+    kill = sub.add_parser(
+        "kill", help="kill switch: halt all trading and cancel every open order (persisted)"
+    )
+    config_flags(kill)
+    kill.add_argument("--reason", default="operator kill switch (botd kill)")
+    resume = sub.add_parser("resume", help="release the kill switch: trading resumes")
+    config_flags(resume)
+    resume.add_argument("--reason", default="operator released the kill switch (botd resume)")
+    add_db_parser(sub)
     sub.add_parser("version", help="print the version")
     health = sub.add_parser("health", help="exit 0 if a running daemon's heartbeat is fresh")
     config_flags(health)
@@ -107,6 +118,14 @@ def run_cli(
         print(render_settings(settings), file=stdout)
         print("configuration OK", file=stderr)
         return EX_OK
+    if args.command in ("kill", "resume"):
+        message = set_kill_switch(
+            settings.daemon.data_dir, engage=args.command == "kill", reason=args.reason
+        )
+        print(message, file=stdout)
+        return EX_OK
+    if args.command == "db":
+        return run_db_command(args, settings.daemon.data_dir, stdout, stderr)
     if args.command == "strategies":
         return _strategies(args, settings, stdout, stderr)
     if args.command == "health":

@@ -151,6 +151,38 @@ class RuntimeSettings(BaseModel):
     loop_lag_warn_ms: float = Field(default=100.0, gt=0, le=60_000)
 
 
+PositiveAmount = Annotated[Decimal, Field(gt=0, allow_inf_nan=False)]
+
+
+class RiskLimitSettings(BaseModel):
+    """Pre-trade limits; every one is optional (unset = no limit)."""
+
+    model_config = _MODEL_CONFIG
+
+    max_order_notional: PositiveAmount | None = None
+    max_position: PositiveAmount | None = None
+    max_open_orders: int | None = Field(default=None, ge=1)
+    max_orders_per_minute: int | None = Field(default=None, ge=1)
+    max_daily_loss: PositiveAmount | None = None
+
+
+class RiskSettings(RiskLimitSettings):
+    """Global limits, the fat-finger guard, and limits per strategy id."""
+
+    price_band: Decimal | None = Field(default=Decimal("0.05"), gt=0, lt=1, allow_inf_nan=False)
+    max_quote_age: float | None = Field(default=30.0, gt=0)
+    per_strategy: dict[str, RiskLimitSettings] = Field(default_factory=dict)
+
+
+class GatewaySettings(BaseModel):
+    model_config = _MODEL_CONFIG
+
+    submit_timeout: float = Field(default=10.0, gt=0, le=120)
+    order_deadline: float = Field(default=5.0, gt=0, le=3600)
+    reconcile_interval: float = Field(default=60.0, gt=0, le=86_400)
+    persist_paper_account: bool = True
+
+
 class VenueSettings(BaseModel):
     model_config = _MODEL_CONFIG
 
@@ -171,6 +203,8 @@ class Settings(BaseSettings):
     daemon: DaemonSettings = Field(default_factory=DaemonSettings)
     paper: PaperSettings = Field(default_factory=PaperSettings)
     runtime: RuntimeSettings = Field(default_factory=RuntimeSettings)
+    risk: RiskSettings = Field(default_factory=RiskSettings)
+    gateway: GatewaySettings = Field(default_factory=GatewaySettings)
     venues: dict[str, VenueSettings] = Field(default_factory=dict)
     strategies: dict[str, dict[str, Any]] = Field(default_factory=dict)
 

@@ -1,49 +1,86 @@
 """Intents in, venue calls out, order and fill events back onto the bus.
 
-Strategies call :meth:`Gateway.submit` synchronously and get the client order id at once; the
-send happens in the gateway's worker task. Cancels jump the queue ahead of new orders. Venue
-reports are applied idempotently: a trade id is counted once, however often it is repeated.
+The gateway owns order identity and the order lifecycle:
+
+* ``submit`` runs the intent through risk, assigns our client order id and returns it at once;
+  the send happens in the venue's worker, and only after the order is durably in the journal.
+* Each venue has one worker. Cancels go before new orders; every request passes the venue's
+  rate limiter, and an order that cannot leave before its deadline is rejected, not sent stale.
+* A submit whose outcome we could not observe (timeout, 5xx, dropped connection) becomes
+  ``UNKNOWN``, never ``REJECTED``: the gateway asks the venue by client id, with backoff,
+  before anything else is sent for that order. Submits are never retried blindly.
+* Venue reports are applied idempotently: a trade id counts once, however often it arrives,
+  and an impossible transition is logged and counted, never raised.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import OrderedDict, deque
-from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from collections.abc import Coroutine, Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
+from typing import Any
 
 import structlog
 from structlog.contextvars import bound_contextvars
 
 from botd.bus import Bus
-from botd.clock import Clock
-from botd.errors import OrderRejected, TransientVenueError
+from botd.clock import NS_PER_SECOND, Clock
+from botd.errors import Banned, OrderRejected, RateLimited, TransientVenueError
 from botd.gateway.ids import ClientIdFactory
+from botd.gateway.throttle import Priority, Throttle, Throttled
 from botd.model import (
     Balance,
     ExecutionReport,
     Fill,
+    IllegalTransition,
     Instrument,
     Order,
     OrderIntent,
     OrderStatus,
-    OrderType,
     OrderUpdate,
     Quote,
-    Side,
+    VenueOrder,
 )
+from botd.risk import Approved, RiskEngine, TradingState
+from botd.store import Journal, JournalError
 from botd.venues.base import VenueAdapter
 
-__all__ = ["Gateway"]
+__all__ = ["Alert", "Gateway", "GatewayConfig"]
 
 _SEEN_TRADES_MAX = 200_000
 _ZERO = Decimal(0)
+_ID_BLOCK = 10_000
+_TRANSPORT_ERRORS = (TransientVenueError, TimeoutError, OSError)
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayConfig:
+    submit_timeout_s: float = 10.0  # no answer within this: the outcome is unknown
+    order_deadline_s: float = 5.0  # an order that cannot leave within this is rejected
+    resolve_backoff_s: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
+    # An UNKNOWN order the venue still does not know after this many queries, spread over at
+    # least the first backoff steps, was never received.
+    not_found_after: int = 3
+    cancel_retries: int = 6
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """Something an operator must hear about (published on the bus for notifiers)."""
+
+    kind: str
+    venue: str
+    message: str
+    ts_event: int
 
 
 @dataclass(frozen=True, slots=True)
 class _Submit:
     client_order_id: str
+    deadline_ns: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +97,27 @@ class _Deny:
 _Command = _Submit | _Cancel | _Deny
 
 
+@dataclass(slots=True)
+class _VenueState:
+    name: str
+    adapter: VenueAdapter
+    throttle: Throttle
+    submits: deque[_Submit | _Deny] = field(default_factory=deque)
+    cancels: deque[_Cancel] = field(default_factory=deque)
+    wakeup: asyncio.Event = field(default_factory=asyncio.Event)
+    inflight: int = 0
+    resolving: set[str] = field(default_factory=set)
+    balances: dict[str, Balance] = field(default_factory=dict)
+
+    @property
+    def sending(self) -> bool:
+        return bool(self.submits or self.cancels or self.inflight)
+
+    @property
+    def busy(self) -> bool:
+        return self.sending or bool(self.resolving)
+
+
 class Gateway:
     def __init__(
         self,
@@ -67,106 +125,44 @@ class Gateway:
         bus: Bus,
         clock: Clock,
         venues: Mapping[str, VenueAdapter],
-        ids: ClientIdFactory,
+        risk: RiskEngine,
+        journal: Journal | None = None,
+        ids: ClientIdFactory | None = None,
+        throttles: Mapping[str, Throttle] | None = None,
+        config: GatewayConfig | None = None,
         log: structlog.typing.FilteringBoundLogger | None = None,
     ) -> None:
         self._bus = bus
         self._clock = clock
-        self._venues = dict(venues)
-        self._ids = ids
+        self._risk = risk
+        self._journal = journal
+        self._ids = ids or ClientIdFactory()
+        self.config = config or GatewayConfig()
         self._log = log or structlog.get_logger("botd.gateway")
+        throttles = dict(throttles or {})
+        self._venues = {
+            name: _VenueState(name, adapter, throttles.get(name) or _throttle_for(adapter, clock))
+            for name, adapter in venues.items()
+        }
         self._orders: dict[str, Order] = {}
-        self._submits: deque[_Command] = deque()
-        self._cancels: deque[_Cancel] = deque()
-        self._wakeup = asyncio.Event()
-        self._idle = asyncio.Event()
-        self._idle.set()
+        self._cancel_after_resolve: set[str] = set()
         self._seen_trades: OrderedDict[tuple[str, str], None] = OrderedDict()
-        self._balances: dict[str, dict[str, Balance]] = {}
         self._last_quotes: dict[tuple[str, str], Quote] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        # Set whenever an order changes or a command finishes: what drain() waits on.
+        self._progress = asyncio.Event()
         self.unknown_reports = 0
         self.duplicate_fills = 0
+        self.illegal_transitions = 0
         bus.subscribe(Quote, self._remember_quote, name="gateway.quotes")
+
+    def attach_journal(self, journal: Journal) -> None:
+        self._journal = journal
 
     # -- synchronous API for the strategy host ------------------------------------------------
     def submit(self, intent: OrderIntent) -> str:
-        cid = self._ids.next()
+        cid = self._ids.next(intent.strategy_id)
         now = self._clock.time_ns()
-        problem, order = self._prepare(cid, intent, now)
-        self._orders[cid] = order
-        if problem:
-            self._enqueue(_Deny(cid, problem))
-        else:
-            self._enqueue(_Submit(cid))
-        return cid
-
-    def cancel(self, client_order_id: str) -> None:
-        order = self._orders.get(client_order_id)
-        if order is None or not order.is_open:
-            return
-        self._cancels.append(_Cancel(client_order_id))
-        self._idle.clear()
-        self._wakeup.set()
-
-    def cancel_all(self, strategy_id: str | None = None) -> int:
-        orders = self.open_orders(strategy_id)
-        for order in orders:
-            self.cancel(order.client_order_id)
-        return len(orders)
-
-    def open_orders(self, strategy_id: str | None = None) -> list[Order]:
-        return [
-            o
-            for o in self._orders.values()
-            if o.is_open and (strategy_id is None or o.strategy_id == strategy_id)
-        ]
-
-    def order(self, client_order_id: str) -> Order | None:
-        return self._orders.get(client_order_id)
-
-    def balance(self, venue: str, asset: str) -> Balance:
-        return self._balances.get(venue, {}).get(asset) or Balance(asset, _ZERO)
-
-    def instrument(self, venue: str, symbol: str) -> Instrument:
-        adapter = self._venues.get(venue)
-        if adapter is None:
-            raise ValueError(f"unknown venue {venue!r} (configured: {', '.join(self._venues)})")
-        inst = adapter.instruments().get(symbol)
-        if inst is None:
-            raise ValueError(f"venue {venue!r} has no symbol {symbol!r}")
-        return inst
-
-    def last_quote(self, venue: str, symbol: str) -> Quote | None:
-        return self._last_quotes.get((venue, symbol))
-
-    # -- async side ------------------------------------------------------------------------
-    async def run(self) -> None:
-        """Send commands and consume every venue's execution reports until cancelled."""
-        for name in self._venues:
-            await self.refresh_balances(name)
-        async with asyncio.TaskGroup() as tg:
-            tg.create_task(self._worker(), name="gateway.worker")
-            for name, adapter in self._venues.items():
-                tg.create_task(self._consume(name, adapter), name=f"gateway.reports.{name}")
-
-    async def drain(self) -> None:
-        """Wait until every queued command has been sent and answered."""
-        while not self._idle.is_set():
-            await self._idle.wait()
-
-    async def wait_no_open_orders(self, poll_s: float = 0.05) -> None:
-        while self.open_orders():
-            await self._clock.sleep(poll_s)
-
-    async def refresh_balances(self, venue: str) -> None:
-        try:
-            self._balances[venue] = await self._venues[venue].balances()
-        except (TransientVenueError, OSError) as exc:
-            self._log.warning("balance refresh failed", venue=venue, error=str(exc))
-
-    # -- internals -------------------------------------------------------------------------
-    def _prepare(self, cid: str, intent: OrderIntent, now: int) -> tuple[str, Order]:
-        """Quantize onto the venue's grid and check its rules; returns (problem, order)."""
         order = Order(
             client_order_id=cid,
             strategy_id=intent.strategy_id,
@@ -181,67 +177,284 @@ class Gateway:
             ts_created=now,
             ts_updated=now,
         )
+        venue = self._venues.get(intent.venue)
+        decision = self._risk.check(intent)
+        if isinstance(decision, Approved):
+            order = replace(order, qty=decision.qty, price=decision.price)
+        self._orders[cid] = order
+        if venue is None:
+            # Nowhere to queue the denial: publish it on the next loop turn instead.
+            reason = f"unknown venue {intent.venue!r} (configured: {', '.join(self._venues)})"
+            asyncio.get_running_loop().call_soon(self._deny_now, cid, reason)
+        elif not isinstance(decision, Approved):
+            self._enqueue(venue, _Deny(cid, f"{decision.code}: {decision.reason}"))
+        else:
+            deadline = now + int(self.config.order_deadline_s * NS_PER_SECOND)
+            self._enqueue(venue, _Submit(cid, deadline))
+        self._refill_ids()
+        return cid
+
+    def cancel(self, client_order_id: str) -> None:
+        order = self._orders.get(client_order_id)
+        if order is None or not order.is_open:
+            return
+        venue = self._venues[order.venue]
+        if order.status is OrderStatus.UNKNOWN:
+            # Nothing may be sent for an order until we know what the venue did with it.
+            self._cancel_after_resolve.add(client_order_id)
+            return
+        if order.status is OrderStatus.PENDING_CANCEL or any(
+            c.client_order_id == client_order_id for c in venue.cancels
+        ):
+            return  # already on its way: cancels coalesce
+        venue.cancels.append(_Cancel(client_order_id))
+        venue.wakeup.set()
+
+    def cancel_all(self, strategy_id: str | None = None, venue: str | None = None) -> int:
+        orders = [o for o in self.open_orders(strategy_id) if venue is None or o.venue == venue]
+        for order in orders:
+            self.cancel(order.client_order_id)
+        return len(orders)
+
+    def kill(self, reason: str) -> int:
+        """Kill switch: halt all trading (persisted by risk) and cancel every open order."""
+        self._risk.kill(reason)
+        self._alert("kill_switch", "*", f"kill switch engaged: {reason}")
+        return self.cancel_all()
+
+    def open_orders(self, strategy_id: str | None = None) -> list[Order]:
+        return [
+            o
+            for o in self._orders.values()
+            if o.is_open and (strategy_id is None or o.strategy_id == strategy_id)
+        ]
+
+    def order(self, client_order_id: str) -> Order | None:
+        return self._orders.get(client_order_id)
+
+    def balance(self, venue: str, asset: str) -> Balance:
+        state = self._venues.get(venue)
+        found = state.balances.get(asset) if state is not None else None
+        return found or Balance(asset, _ZERO)
+
+    def balances(self, venue: str) -> dict[str, Balance]:
+        return dict(self._venues[venue].balances)
+
+    @property
+    def trades_seen(self) -> int:
+        return len(self._seen_trades)
+
+    def instrument(self, venue: str, symbol: str) -> Instrument:
+        state = self._venues.get(venue)
+        if state is None:
+            raise ValueError(f"unknown venue {venue!r} (configured: {', '.join(self._venues)})")
+        inst = state.adapter.instruments().get(symbol)
+        if inst is None:
+            raise ValueError(f"venue {venue!r} has no symbol {symbol!r}")
+        return inst
+
+    def last_quote(self, venue: str, symbol: str) -> Quote | None:
+        return self._last_quotes.get((venue, symbol))
+
+    def throttle(self, venue: str) -> Throttle:
+        return self._venues[venue].throttle
+
+    def adapter(self, venue: str) -> VenueAdapter:
+        return self._venues[venue].adapter
+
+    @property
+    def venue_names(self) -> list[str]:
+        return list(self._venues)
+
+    def known(self, client_order_id: str) -> bool:
+        return client_order_id in self._orders
+
+    async def adopt(self, found: VenueOrder) -> None:
+        """Bring our copy of an order in line with the venue's view of it."""
+        venue = self._venues[found.venue]
+        order = self._orders[found.client_order_id]
+        with bound_contextvars(
+            client_order_id=order.client_order_id, strategy=order.strategy_id, venue=order.venue
+        ):
+            if order.status is OrderStatus.PENDING:
+                # Journaled as pending, yet the venue has it: we stopped between the send and
+                # recording it. It was sent.
+                self._to(order, OrderStatus.SUBMITTED)
+            await self._adopt_venue_view(venue, found)
+
+    def close_missing(self, client_order_id: str, reason: str) -> None:
+        """The venue has no record of an order we hold open: close it with ``reason``."""
+        order = self._orders[client_order_id]
+        with bound_contextvars(client_order_id=client_order_id, strategy=order.strategy_id):
+            target = (
+                OrderStatus.REJECTED
+                if order.can_become(OrderStatus.REJECTED)
+                else OrderStatus.CANCELED
+            )
+            self._log.warning("order closed by reconciliation", reason=reason)
+            self._to(order, target, reason=reason)
+
+    @property
+    def busy(self) -> bool:
+        """Commands queued or in flight, or orders of unknown outcome being resolved."""
+        return any(v.busy for v in self._venues.values())
+
+    @property
+    def busy_sending(self) -> bool:
+        return any(v.sending for v in self._venues.values())
+
+    # -- async side ------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Load what the journal knows and reserve client order ids; before ``run``."""
+        journal = self._require_journal()
+        for order in await journal.orders():
+            self._orders[order.client_order_id] = order
+        for fill in await journal.fills():
+            self._seen_trades[(fill.venue, fill.trade_id)] = None
+        first = await journal.next_sequence("client_order_id", _ID_BLOCK)
+        self._ids = ClientIdFactory(first, first + _ID_BLOCK)
+
+    def restore(self, orders: Iterable[Order]) -> None:
+        """Adopt orders known from elsewhere (tests, reconciliation)."""
+        for order in orders:
+            self._orders[order.client_order_id] = order
+
+    async def run(self) -> None:
+        """Send commands and consume every venue's execution reports until cancelled."""
+        self._require_journal()
+        for name in self._venues:
+            await self.refresh_balances(name)
         try:
-            inst = self.instrument(intent.venue, intent.symbol)
-        except ValueError as exc:
-            return str(exc), order
-        qty = inst.round_qty(intent.qty)
-        price = None if intent.price is None else inst.round_price(intent.price, intent.side)
-        order = replace(order, qty=qty, price=price)
-        if intent.type is OrderType.LIMIT and price is None:
-            return "a limit order needs a price", order
-        if intent.type is OrderType.MARKET and intent.post_only:
-            return "a market order cannot be post-only", order
-        reference = price
-        if reference is None:
-            quote = self.last_quote(intent.venue, intent.symbol)
-            if quote is not None:
-                reference = quote.ask if intent.side is Side.BUY else quote.bid
-        problems = inst.violations(qty, reference)
-        if problems:
-            return "; ".join(problems), order
-        return "", order
+            async with asyncio.TaskGroup() as tg:
+                for venue in self._venues.values():
+                    tg.create_task(self._worker(venue), name=f"gateway.worker.{venue.name}")
+                    tg.create_task(self._consume(venue), name=f"gateway.reports.{venue.name}")
+                for cid, order in self._orders.items():
+                    if order.status is OrderStatus.UNKNOWN:
+                        self._start_resolving(self._venues[order.venue], cid)
+        finally:
+            for task in self._tasks:
+                task.cancel()
 
-    def _enqueue(self, cmd: _Command) -> None:
-        self._submits.append(cmd)
-        self._idle.clear()
-        self._wakeup.set()
+    async def drain(self) -> None:
+        """Wait until every queued command has been sent and answered, and every order of
+        unknown outcome resolved."""
+        while self.busy:
+            self._progress.clear()
+            await self._progress.wait()
 
-    async def _worker(self) -> None:
+    async def wait_no_open_orders(self) -> None:
+        """Wait until no order is live on a venue (cancels confirmed, fills done)."""
+        while any(o.status is not OrderStatus.PENDING for o in self.open_orders()):
+            self._progress.clear()
+            await self._progress.wait()
+
+    async def refresh_balances(self, venue: str) -> None:
+        state = self._venues[venue]
+        try:
+            await state.throttle.acquire("account.balances", Priority.QUERY)
+            state.balances = await state.adapter.balances()
+        except (*_TRANSPORT_ERRORS, RateLimited, Throttled) as exc:
+            self._log.warning("balance refresh failed", venue=venue, error=str(exc))
+
+    # -- internals: commands ------------------------------------------------------------------
+    def _require_journal(self) -> Journal:
+        if self._journal is None:
+            raise RuntimeError("the gateway needs a journal before it sends anything")
+        return self._journal
+
+    def _enqueue(self, venue: _VenueState, cmd: _Submit | _Deny) -> None:
+        venue.submits.append(cmd)
+        venue.wakeup.set()
+
+    def _refill_ids(self) -> None:
+        remaining = self._ids.remaining
+        if remaining is None or remaining > _ID_BLOCK // 2 or self._journal is None:
+            return
+        if any(t.get_name() == "gateway.ids" for t in self._tasks):
+            return
+        self._spawn(self._reserve_ids(), "gateway.ids")
+
+    async def _reserve_ids(self) -> None:
+        journal = self._require_journal()
+        try:
+            first = await journal.next_sequence("client_order_id", _ID_BLOCK)
+        except JournalError as exc:
+            self._journal_failed(None, exc)
+            return
+        self._ids.add_block(first, first + _ID_BLOCK)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _worker(self, venue: _VenueState) -> None:
         while True:
-            await self._wakeup.wait()
-            self._wakeup.clear()
-            while self._cancels or self._submits:
+            await venue.wakeup.wait()
+            venue.wakeup.clear()
+            while venue.cancels or venue.submits:
                 cmd: _Command = (
-                    self._cancels.popleft() if self._cancels else self._submits.popleft()
+                    venue.cancels.popleft() if venue.cancels else venue.submits.popleft()
                 )
-                await self._execute(cmd)
-            self._idle.set()
+                venue.inflight += 1
+                try:
+                    await self._execute(venue, cmd)
+                finally:
+                    venue.inflight -= 1
 
-    async def _execute(self, cmd: _Command) -> None:
+    async def _execute(self, venue: _VenueState, cmd: _Command) -> None:
         order = self._orders[cmd.client_order_id]
         with bound_contextvars(
             client_order_id=order.client_order_id, strategy=order.strategy_id, venue=order.venue
         ):
             if isinstance(cmd, _Deny):
                 self._log.warning("order denied before sending", reason=cmd.reason)
-                self._update(
-                    order,
-                    order.transition(
-                        OrderStatus.REJECTED, self._clock.time_ns(), reason=cmd.reason
-                    ),
-                )
+                self._to(order, OrderStatus.REJECTED, reason=cmd.reason)
             elif isinstance(cmd, _Submit):
-                await self._send(order)
+                await self._send(venue, order, cmd.deadline_ns)
             else:
-                await self._send_cancel(order)
+                await self._send_cancel(venue, order)
 
-    async def _send(self, order: Order) -> None:
+    def _deny_now(self, cid: str, reason: str) -> None:
+        order = self._orders[cid]
+        with bound_contextvars(client_order_id=cid, strategy=order.strategy_id):
+            self._log.warning("order denied before sending", reason=reason)
+            self._to(order, OrderStatus.REJECTED, reason=reason)
+
+    async def _send(self, venue: _VenueState, order: Order, deadline_ns: int) -> None:
         if order.status is not OrderStatus.PENDING:
             return  # cancelled while queued
-        adapter = self._venues[order.venue]
-        sent = order.transition(OrderStatus.SUBMITTED, self._clock.time_ns())
-        self._update(order, sent)
+        journal = self._require_journal()
+        # Write-ahead: the order is durable before any byte of it leaves. If that fails,
+        # nothing is sent and the venue goes cancel-only.
+        try:
+            await journal.write_order(order)
+        except JournalError as exc:
+            self._journal_failed(venue.name, exc)
+            self._log.error("order not sent: the journal could not record it", error=str(exc))
+            self._to(order, OrderStatus.REJECTED, reason=f"JOURNAL: journal write failed: {exc}")
+            return
+        if self._risk.state_of(venue=venue.name, strategy_id=order.strategy_id) is (
+            TradingState.HALTED
+        ):
+            self._log.warning("order not sent: trading was halted while it was queued")
+            self._to(order, OrderStatus.REJECTED, reason="HALTED: trading halted while queued")
+            return
+        try:
+            await venue.throttle.acquire("order.submit", Priority.SUBMIT, deadline_ns=deadline_ns)
+        except Throttled as exc:
+            self._log.warning("order not sent: rate limit would make it late", error=str(exc))
+            self._to(order, OrderStatus.REJECTED, reason=f"THROTTLED: {exc}")
+            return
+        except Banned as exc:
+            self._log.warning("order not sent: venue ban in force", error=str(exc))
+            self._to(order, OrderStatus.REJECTED, reason=f"BANNED: {exc}")
+            return
+        current = self._orders[order.client_order_id]
+        if current.status is not OrderStatus.PENDING:
+            return  # cancelled while waiting for the rate limiter
+        sent = self._to(current, OrderStatus.SUBMITTED)
         self._log.info(
             "order submitted",
             symbol=order.symbol,
@@ -252,109 +465,223 @@ class Gateway:
             tif=order.tif.value,
         )
         try:
-            ack = await adapter.submit(sent)
+            async with asyncio.timeout(self.config.submit_timeout_s):
+                ack = await venue.adapter.submit(sent)
         except OrderRejected as exc:
-            current = self._orders[order.client_order_id]
-            if current.can_become(OrderStatus.REJECTED):
-                reason = f"{exc.code}: {exc.reason}" if exc.code else exc.reason
-                self._log.warning("order rejected by venue", reason=reason)
-                rejected = current.transition(
-                    OrderStatus.REJECTED, self._clock.time_ns(), reason=reason
-                )
-                self._update(current, rejected)
+            self._on_rejected(order.client_order_id, exc)
             return
-        except (TransientVenueError, TimeoutError, OSError) as exc:
-            current = self._orders[order.client_order_id]
-            if current.can_become(OrderStatus.UNKNOWN):
-                # Never treat this as a failure: the order may be live on the venue.
-                self._log.error("order outcome unknown", error=str(exc))
-                self._update(
-                    current,
-                    current.transition(OrderStatus.UNKNOWN, self._clock.time_ns(), reason=str(exc)),
-                )
+        except Banned as exc:
+            venue.throttle.ban(exc.retry_after)
+            self._alert("banned", venue.name, f"venue banned us: {exc}")
+            self._resolve_refused(order.client_order_id, f"BANNED: {exc}")
+            return
+        except RateLimited as exc:
+            venue.throttle.pause(exc.retry_after or 1.0)
+            self._resolve_refused(order.client_order_id, f"RATE_LIMITED: {exc}")
+            return
+        except _TRANSPORT_ERRORS as exc:
+            self._became_unknown(venue, order.client_order_id, exc)
             return
         current = self._orders[order.client_order_id]
-        if current.status is OrderStatus.SUBMITTED and ack.status is not OrderStatus.SUBMITTED:
-            accepted = current.transition(
-                OrderStatus.ACCEPTED, ack.ts_event, venue_order_id=ack.venue_order_id
-            )
-            self._update(current, accepted)
+        if current.status is OrderStatus.SUBMITTED:
+            self._to(current, OrderStatus.ACCEPTED, venue_order_id=ack.venue_order_id)
         elif current.venue_order_id is None:
             # The report stream got there first; only the venue's id is news.
-            self._orders[current.client_order_id] = replace(
-                current, venue_order_id=ack.venue_order_id
-            )
+            self._store(replace(current, venue_order_id=ack.venue_order_id))
 
-    async def _send_cancel(self, order: Order) -> None:
-        now = self._clock.time_ns()
-        if order.status is OrderStatus.PENDING:
-            # Never sent: nothing to ask the venue.
-            self._update(
-                order,
-                order.transition(OrderStatus.REJECTED, now, reason="cancelled before sending"),
-            )
+    def _on_rejected(self, cid: str, exc: OrderRejected) -> None:
+        current = self._orders[cid]
+        reason = f"{exc.code}: {exc.reason}" if exc.code else exc.reason
+        self._log.warning("order rejected by venue", reason=reason)
+        self._to(current, OrderStatus.REJECTED, reason=reason)
+
+    def _resolve_refused(self, cid: str, reason: str) -> None:
+        """The venue refused the request itself (429/418): it was not processed."""
+        self._log.warning("order refused by venue", reason=reason)
+        self._to(self._orders[cid], OrderStatus.REJECTED, reason=reason)
+
+    def _became_unknown(self, venue: _VenueState, cid: str, exc: BaseException) -> None:
+        current = self._orders[cid]
+        if not current.can_become(OrderStatus.UNKNOWN):
+            return  # a report already told us what happened
+        # Never a failure: the order may be live. Find out before anything else is sent.
+        self._log.error("order outcome unknown; asking the venue", error=str(exc) or repr(exc))
+        self._to(current, OrderStatus.UNKNOWN, reason=str(exc) or type(exc).__name__)
+        self._start_resolving(venue, cid)
+
+    def _start_resolving(self, venue: _VenueState, cid: str) -> None:
+        if cid in venue.resolving:
             return
-        if not order.is_open or order.status is OrderStatus.PENDING_CANCEL:
-            return
-        if order.can_become(OrderStatus.PENDING_CANCEL):
-            self._update(order, order.transition(OrderStatus.PENDING_CANCEL, now))
+        venue.resolving.add(cid)
+        self._spawn(self._resolve(venue, cid), f"gateway.resolve.{cid}")
+
+    async def _resolve(self, venue: _VenueState, cid: str) -> None:
         try:
-            await self._venues[order.venue].cancel(order.symbol, order.client_order_id)
-        except OrderRejected as exc:
-            # Usually lost a race against a fill; the report stream tells us how it ended.
-            self._log.info("cancel refused by venue", reason=exc.reason)
-        except (TransientVenueError, TimeoutError, OSError) as exc:
-            self._log.warning("cancel outcome unknown", error=str(exc))
+            await self._resolve_loop(venue, cid)
+        finally:
+            venue.resolving.discard(cid)
+            self._progress.set()
+            if cid in self._cancel_after_resolve:
+                self._cancel_after_resolve.discard(cid)
+                self.cancel(cid)
 
-    async def _consume(self, name: str, adapter: VenueAdapter) -> None:
-        async for report in adapter.executions():
-            self.apply(report)
-            # Every accepted, cancelled or filled order moves funds between free and locked.
-            await self.refresh_balances(name)
+    async def _resolve_loop(self, venue: _VenueState, cid: str) -> None:
+        misses = 0
+        attempt = 0
+        with bound_contextvars(client_order_id=cid, venue=venue.name):
+            while self._orders[cid].status is OrderStatus.UNKNOWN:
+                delays = self.config.resolve_backoff_s
+                await self._clock.sleep(delays[min(attempt, len(delays) - 1)])
+                attempt += 1
+                order = self._orders[cid]
+                if order.status is not OrderStatus.UNKNOWN:
+                    return  # a report arrived meanwhile
+                try:
+                    await venue.throttle.acquire("order.query", Priority.QUERY)
+                    found = await venue.adapter.query_order(order.symbol, cid)
+                except (*_TRANSPORT_ERRORS, RateLimited, Throttled) as exc:
+                    self._log.warning("order query failed; will retry", error=str(exc))
+                    continue
+                if found is None:
+                    misses += 1
+                    if misses >= self.config.not_found_after:
+                        self._log.warning("venue never received the order", queries=misses)
+                        self._to(
+                            self._orders[cid],
+                            OrderStatus.REJECTED,
+                            reason="not received by the venue (its outcome was unknown)",
+                        )
+                    continue
+                await self._adopt_venue_view(venue, found)
+                self._log.info("order outcome resolved", status=self._orders[cid].status.value)
 
-    def apply(self, report: ExecutionReport) -> None:
+    async def _adopt_venue_view(self, venue: _VenueState, found: VenueOrder) -> None:
+        """Bring one order in line with the venue: recover its fills, then its status."""
+        order = self._orders[found.client_order_id]
+        if found.filled_qty > order.filled_qty:
+            try:
+                await venue.throttle.acquire("account.fills", Priority.QUERY)
+                executions = await venue.adapter.fills(found.symbol, order.ts_created)
+            except (*_TRANSPORT_ERRORS, RateLimited, Throttled) as exc:
+                self._log.warning("fill recovery failed; will retry", error=str(exc))
+                return
+            for report in executions:
+                if report.client_order_id == found.client_order_id:
+                    await self.apply(report)
+        order = self._orders[found.client_order_id]
+        if order.venue_order_id is None and found.venue_order_id:
+            order = self._store(replace(order, venue_order_id=found.venue_order_id))
+        if found.status is not order.status and found.status not in (
+            OrderStatus.PARTIALLY_FILLED,
+            OrderStatus.FILLED,
+        ):
+            self._to(order, found.status, reason=order.reason)
+        elif order.status is OrderStatus.UNKNOWN and found.status is OrderStatus.PARTIALLY_FILLED:
+            self._to(order, OrderStatus.ACCEPTED)
+
+    async def _send_cancel(self, venue: _VenueState, order: Order) -> None:
+        if order.status is OrderStatus.PENDING:
+            self._to(order, OrderStatus.CANCELED, reason="cancelled before it was sent")
+            return
+        if not order.is_open or order.status is OrderStatus.UNKNOWN:
+            return
+        if order.status is not OrderStatus.PENDING_CANCEL:
+            order = self._to(order, OrderStatus.PENDING_CANCEL)
+        for attempt in range(self.config.cancel_retries):
+            try:
+                await venue.throttle.acquire("order.cancel", Priority.CANCEL)
+                await venue.adapter.cancel(order.symbol, order.client_order_id)
+                return  # the report stream says when it is gone
+            except OrderRejected as exc:
+                # Usually lost a race against a fill: ask what became of it.
+                self._log.info("cancel refused by venue", reason=exc.reason, code=exc.code)
+                await self._query_and_adopt(venue, order.client_order_id)
+                return
+            except Banned as exc:
+                venue.throttle.ban(exc.retry_after)
+            except RateLimited as exc:
+                venue.throttle.pause(exc.retry_after or 1.0)
+            except (*_TRANSPORT_ERRORS, Throttled) as exc:
+                # Cancels are idempotent: sending one again is safe.
+                self._log.warning("cancel failed; retrying", error=str(exc), attempt=attempt + 1)
+            delays = self.config.resolve_backoff_s
+            await self._clock.sleep(delays[min(attempt, len(delays) - 1)])
+        self._log.error("cancel not confirmed; reconciliation will settle it")
+
+    async def _query_and_adopt(self, venue: _VenueState, cid: str) -> None:
+        order = self._orders[cid]
+        try:
+            await venue.throttle.acquire("order.query", Priority.QUERY)
+            found = await venue.adapter.query_order(order.symbol, cid)
+        except (*_TRANSPORT_ERRORS, RateLimited, Throttled) as exc:
+            self._log.warning("order query failed", error=str(exc))
+            return
+        if found is not None:
+            await self._adopt_venue_view(venue, found)
+
+    # -- internals: reports -------------------------------------------------------------------
+    async def _consume(self, venue: _VenueState) -> None:
+        attempt = 0
+        while True:
+            try:
+                async for report in venue.adapter.executions():
+                    attempt = 0
+                    await self.apply(report)
+                    # Every accepted, cancelled or filled order moves funds.
+                    await self.refresh_balances(venue.name)
+                raise TransientVenueError("execution stream ended")
+            except _TRANSPORT_ERRORS as exc:
+                attempt += 1
+                self._log.warning(
+                    "execution stream lost; reconnecting and recovering missed reports",
+                    venue=venue.name,
+                    error=str(exc),
+                )
+                delays = self.config.resolve_backoff_s
+                await self._clock.sleep(delays[min(attempt - 1, len(delays) - 1)])
+                await self.recover(venue.name)
+
+    async def recover(self, venue_name: str) -> None:
+        """Ask the venue about every open order of ours: what reports did we miss?"""
+        venue = self._venues[venue_name]
+        for order in list(self.open_orders()):
+            if order.venue != venue_name or order.status is OrderStatus.PENDING:
+                continue
+            await self._query_and_adopt(venue, order.client_order_id)
+
+    async def apply(self, report: ExecutionReport) -> None:
         """Apply one venue report. Idempotent: replays and duplicates change nothing."""
         order = self._orders.get(report.client_order_id)
         if order is None:
             self.unknown_reports += 1
             self._log.warning(
-                "report for an order we do not know",
+                "report for an order we never sent",
                 venue=report.venue,
                 client_order_id=report.client_order_id,
                 status=report.status.value,
             )
+            self._event("foreign_order", venue=report.venue, client_order_id=report.client_order_id)
             return
         with bound_contextvars(
             client_order_id=order.client_order_id, strategy=order.strategy_id, venue=order.venue
         ):
             if report.last_qty > 0:
-                self._apply_fill(order, report)
+                await self._apply_fill(order, report)
                 order = self._orders[order.client_order_id]
-                if report.status in (
-                    OrderStatus.CANCELED,
-                    OrderStatus.EXPIRED,
-                ) and order.can_become(report.status):
-                    self._update(
-                        order,
-                        order.transition(report.status, report.ts_event, reason=report.reason),
-                    )
+                if report.status in (OrderStatus.CANCELED, OrderStatus.EXPIRED):
+                    self._to(order, report.status, reason=report.reason)
                 return
             if report.status is order.status or report.status in (
                 OrderStatus.PARTIALLY_FILLED,
                 OrderStatus.FILLED,
             ):
                 return  # fills move these statuses, not bare reports
-            if not order.can_become(report.status):
-                self._log.debug(
-                    "stale report ignored", status=report.status.value, current=order.status.value
-                )
-                return
-            changes: dict[str, object] = {"reason": report.reason or order.reason}
+            changes: dict[str, object] = {}
             if report.venue_order_id:
                 changes["venue_order_id"] = report.venue_order_id
-            self._update(order, order.transition(report.status, report.ts_event, **changes))
+            self._to(order, report.status, reason=report.reason or order.reason, **changes)
 
-    def _apply_fill(self, order: Order, report: ExecutionReport) -> None:
+    async def _apply_fill(self, order: Order, report: ExecutionReport) -> None:
         key = (report.venue, report.trade_id)
         if key in self._seen_trades:
             self.duplicate_fills += 1
@@ -363,7 +690,13 @@ class Gateway:
         if len(self._seen_trades) > _SEEN_TRADES_MAX:
             self._seen_trades.popitem(last=False)
         previous = order.status
-        filled = order.with_fill(report.last_qty, report.last_price, report.ts_event)
+        try:
+            filled = order.with_fill(report.last_qty, report.last_price, report.ts_event)
+        except (IllegalTransition, ValueError) as exc:
+            self.illegal_transitions += 1
+            self._log.error("fill does not fit the order; kept for reconciliation", error=str(exc))
+            self._event("bad_fill", client_order_id=order.client_order_id, error=str(exc))
+            return
         if report.venue_order_id and filled.venue_order_id is None:
             filled = replace(filled, venue_order_id=report.venue_order_id)
         fill = Fill(
@@ -382,6 +715,13 @@ class Gateway:
             ts_event=report.ts_event,
             ts_recv=self._clock.time_ns(),
         )
+        journal = self._require_journal()
+        try:
+            await journal.write_fill(fill)
+        except JournalError as exc:
+            # The fill happened whatever our disk says; keep trading state right in memory
+            # and stop new orders on this venue.
+            self._journal_failed(order.venue, exc)
         self._log.info(
             "fill",
             symbol=fill.symbol,
@@ -393,22 +733,75 @@ class Gateway:
             liquidity=fill.liquidity.value,
             order_status=filled.status.value,
         )
-        self._orders[order.client_order_id] = filled
+        self._store(filled)
         self._bus.publish(fill)
         self._publish(filled, previous)
 
-    def _update(self, old: Order, new: Order) -> None:
-        self._orders[new.client_order_id] = new
-        if new.status in (OrderStatus.ACCEPTED, OrderStatus.CANCELED, OrderStatus.EXPIRED):
+    # -- internals: state ----------------------------------------------------------------------
+    def _to(self, order: Order, status: OrderStatus, **changes: object) -> Order:
+        """Move an order to ``status``; an impossible move is logged and counted, not raised."""
+        try:
+            new = order.transition(status, self._clock.time_ns(), **changes)
+        except IllegalTransition as exc:
+            self.illegal_transitions += 1
+            self._log.warning("ignored an impossible order transition", error=str(exc))
+            return order
+        self._store(new)
+        # Rejections are logged where they happen, each saying who refused and why.
+        if status in (OrderStatus.ACCEPTED, OrderStatus.CANCELED, OrderStatus.EXPIRED):
             if new.reason:
-                self._log.info(f"order {new.status.value}", reason=new.reason)
+                self._log.info(f"order {status.value}", reason=new.reason)
             else:
-                self._log.info(f"order {new.status.value}")
-        self._publish(new, old.status)
+                self._log.info(f"order {status.value}")
+        self._publish(new, order.status)
+        return new
+
+    def _store(self, order: Order) -> Order:
+        self._orders[order.client_order_id] = order
+        self._progress.set()
+        if self._journal is not None and self._journal.healthy:
+            self._journal.update_order(order)
+        return order
 
     def _publish(self, order: Order, previous: OrderStatus) -> None:
         now = self._clock.time_ns()
         self._bus.publish(OrderUpdate(order, previous, order.ts_updated or now, now))
 
+    def _journal_failed(self, venue: str | None, exc: BaseException) -> None:
+        names = [venue] if venue else list(self._venues)
+        for name in names:
+            already = self._risk.snapshot().get("venues", {}).get(name, {}).get("state")
+            # Set even while the kill switch is on: releasing it must not resume a venue
+            # whose journal is broken.
+            self._risk.set_state(TradingState.HALTED, f"journal failed: {exc}", venue=name)
+            if already != TradingState.HALTED.value:
+                self._alert("journal_failed", name, f"journal write failed; cancel-only: {exc}")
+
+    def _alert(self, kind: str, venue: str, message: str) -> None:
+        self._log.error("ALERT", kind=kind, venue=venue, message=message)
+        self._bus.publish(Alert(kind, venue, message, self._clock.time_ns()))
+        self._event(f"alert.{kind}", venue=venue, message=message)
+
+    def _event(self, kind: str, **data: object) -> None:
+        if self._journal is not None and self._journal.healthy:
+            with contextlib.suppress(JournalError):
+                self._journal.append_event(kind, {k: str(v) for k, v in data.items()})
+
     def _remember_quote(self, quote: Quote) -> None:
         self._last_quotes[(quote.venue, quote.symbol)] = quote
+
+
+def _throttle_for(adapter: VenueAdapter, clock: Clock) -> Throttle:
+    caps = adapter.capabilities
+    costs = {name: dict(c) for name, c in caps.endpoint_costs.items()}
+    for endpoint in (
+        "order.submit",
+        "order.cancel",
+        "order.cancel_all",
+        "order.query",
+        "order.open_orders",
+        "account.fills",
+        "account.balances",
+    ):
+        costs.setdefault(endpoint, {})
+    return Throttle(adapter.name, clock, caps.rate_limits, costs)

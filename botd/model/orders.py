@@ -9,12 +9,12 @@ from botd.model.enums import Liquidity, OrderStatus, OrderType, Side, TimeInForc
 
 __all__ = [
     "ExecutionReport",
-    "VenueOrder",
     "Fill",
     "IllegalTransition",
     "Order",
     "OrderIntent",
     "OrderUpdate",
+    "VenueOrder",
 ]
 
 _ZERO = Decimal(0)
@@ -23,7 +23,8 @@ S = OrderStatus
 # Which status may follow which. Fills may arrive before the acknowledgement on some venues,
 # and a cancel can lose the race against a fill, so those paths are allowed.
 _TRANSITIONS: dict[OrderStatus, frozenset[OrderStatus]] = {
-    S.PENDING: frozenset({S.SUBMITTED, S.REJECTED}),
+    # A PENDING order was never sent: cancelling it needs no venue, and risk can still deny it.
+    S.PENDING: frozenset({S.SUBMITTED, S.REJECTED, S.CANCELED}),
     S.SUBMITTED: frozenset(
         {
             S.ACCEPTED,

@@ -11,8 +11,9 @@ from __future__ import annotations
 import copy
 import json
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from enum import StrEnum
 from typing import Any, Protocol
 
@@ -39,6 +40,8 @@ from botd.strategy.api import Strategy
 from botd.strategy.loader import LoadedStrategy
 from botd.strategy.params import ParamError, resolve_params
 from botd.strategy.when import WhenRule
+
+_ZERO = Decimal(0)
 
 __all__ = [
     "HostLimits",
@@ -123,6 +126,10 @@ class StrategyHost:
         self._running: dict[str, HostedStrategy] = {}
         self._positions: dict[tuple[str, str, str], Position] = {}
         self.last_overrun: str | None = None  # the latest slow hook, for the loop-lag monitor
+        # self.state of strategies from the previous run, handed to each when it first starts.
+        self.saved_states: dict[str, dict[str, Any]] = {}
+        # Told the realized PnL of every fill (risk keeps the daily loss from it).
+        self.on_realized: Callable[[Fill, Decimal], None] | None = None
         bus.subscribe(OrderUpdate, self._on_order_update, name="host.order_update")
         bus.subscribe(Fill, self._on_fill, name="host.fill")
 
@@ -143,7 +150,7 @@ class StrategyHost:
         hosted = self.prepare(loaded)
         if hosted is None:
             return None
-        self._activate(hosted, state={})
+        self._activate(hosted, state=self.saved_states.pop(loaded.id, {}))
         return hosted
 
     def prepare(self, loaded: LoadedStrategy) -> HostedStrategy | None:
@@ -199,6 +206,26 @@ class StrategyHost:
         self._log.error(
             "strategy halted; its orders are being cancelled", strategy=strategy_id, reason=reason
         )
+
+    def rebuild_positions(self, fills: Iterable[Fill]) -> None:
+        """Positions from the journal's fills, oldest first, before any strategy starts."""
+        self._positions.clear()
+        for fill in fills:
+            self._book_fill(fill)
+
+    def states(self) -> dict[str, dict[str, Any]]:
+        """Every strategy's ``self.state`` (JSON-checked), for the journal."""
+        out: dict[str, dict[str, Any]] = {}
+        for sid, hosted in self._running.items():
+            try:
+                out[sid] = json.loads(json.dumps(hosted.strategy.state))
+            except (TypeError, ValueError) as exc:
+                self._log.warning(
+                    "strategy state is not JSON-serialisable; not saved",
+                    strategy=sid,
+                    error=str(exc),
+                )
+        return out
 
     # -- StrategyContext (what strategies can see and do) ---------------------------------
     def now_ns(self) -> int:
@@ -459,7 +486,7 @@ class StrategyHost:
         if hosted is not None and hosted.status is StrategyStatus.RUNNING:
             self._call(hosted, hosted.strategy.on_order, update)
 
-    def _on_fill(self, fill: Fill) -> None:
+    def _book_fill(self, fill: Fill) -> Position:
         key = (fill.strategy_id, fill.venue, fill.symbol)
         pos = self._positions.get(key) or self._empty_position(fill.venue, fill.symbol)
         pos = pos.apply_fill(fill.side, fill.qty, fill.price)
@@ -467,6 +494,14 @@ class StrategyHost:
             inst = self._market.instrument(fill.venue, fill.symbol)
             pos = pos.apply_fee(fill.fee, fill.fee_asset, base=inst.base, quote=inst.quote)
         self._positions[key] = pos
+        return pos
+
+    def _on_fill(self, fill: Fill) -> None:
+        before = self._positions.get((fill.strategy_id, fill.venue, fill.symbol))
+        after = self._book_fill(fill)
+        if self.on_realized is not None:
+            realized_before = before.realized_pnl if before is not None else _ZERO
+            self.on_realized(fill, after.realized_pnl - realized_before)
         hosted = self._running.get(fill.strategy_id)
         if hosted is not None and hosted.status is StrategyStatus.RUNNING:
             self._call(hosted, hosted.strategy.on_fill, fill)

@@ -42,6 +42,10 @@ class VenueCapabilities:
     time_in_force: frozenset[TimeInForce] = frozenset(TimeInForce)
     post_only: bool = True
     rate_limits: tuple[RateLimit, ...] = field(default_factory=tuple)
+    # What each kind of request costs in each pool: endpoint -> {pool: cost}. The gateway's
+    # endpoints are order.submit, order.cancel, order.cancel_all, order.query,
+    # order.open_orders, account.fills and account.balances.
+    endpoint_costs: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

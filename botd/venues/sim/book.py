@@ -43,6 +43,8 @@ class SimOrder:
     # Funds still reserved for this order: quote for a buy, base for a sell.
     locked: Decimal = _ZERO
     live: bool = False  # resting in the book
+    cost: Decimal = _ZERO  # sum of qty * price over its executions, for the average price
+    updated: int = 0  # ts of the last thing that happened to it
 
     @property
     def remaining(self) -> Decimal:

@@ -6,12 +6,23 @@ and there is no randomness. All amounts are exact ``Decimal``.
 Accounts opened with ``unlimited=True`` (the synthetic market's liquidity provider and flow
 trader) skip balance checks and never lock; their balances are still tracked so that the sum
 of every asset over all accounts plus the fees collected stays constant, and may go negative.
+
+Other accounts keep a bounded history, as a real venue does, so that orders can be queried
+after they closed and missed executions recovered: the last ``closed_history`` closed orders
+(filled, cancelled, expired; a rejected order never existed on the venue) and the last
+``execution_history`` executions. The generator's accounts keep none: they place and cancel
+thousands of orders a second in a backtest and nobody asks about them.
+
+An account can also record what changed since it was last asked (:meth:`track_changes`,
+:meth:`take_changes`), so that a persistent paper venue writes a small delta per operation
+instead of the whole account; that costs nothing for an account that does not ask.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict, deque
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 
 from botd.model import (
@@ -25,10 +36,18 @@ from botd.model import (
     Side,
     TimeInForce,
     Trade,
+    VenueOrder,
 )
 from botd.venues.sim.book import Book, BookSide, SimOrder
 
-__all__ = ["AccountReport", "EngineResult", "MatchingEngine"]
+__all__ = [
+    "AccountChanges",
+    "AccountReport",
+    "AccountSnapshot",
+    "EngineResult",
+    "MatchingEngine",
+    "RestingOrder",
+]
 
 _ZERO = Decimal(0)
 S_FILLED = OrderStatus.FILLED
@@ -48,14 +67,76 @@ class EngineResult:
     trades: list[Trade]  # public trade prints
 
 
-class _Account:
-    __slots__ = ("free", "locked", "open", "unlimited")
+@dataclass(frozen=True, slots=True)
+class RestingOrder:
+    """An open order with everything needed to put it back in the book exactly as it was."""
 
-    def __init__(self, unlimited: bool) -> None:
+    client_order_id: str
+    venue_order_id: str
+    symbol: str
+    side: Side
+    type: OrderType
+    qty: Decimal
+    price: Decimal
+    tif: TimeInForce
+    post_only: bool
+    ts: int
+    filled: Decimal
+    locked: Decimal
+    cost: Decimal
+    updated: int
+
+
+@dataclass(frozen=True, slots=True)
+class AccountSnapshot:
+    """One account, whole: balances, open orders in time priority, and its history."""
+
+    free: dict[str, Decimal]
+    locked: dict[str, Decimal]
+    open: list[RestingOrder]
+    closed: list[VenueOrder]  # oldest first
+    executions: list[ExecutionReport]  # oldest first
+
+
+@dataclass(frozen=True, slots=True)
+class AccountChanges:
+    """What changed in one account since the previous :meth:`MatchingEngine.take_changes`.
+
+    ``upserted`` are open orders that are new or changed, in venue order id (= time) order;
+    ``removed`` are venue order ids no longer open; ``closed`` and ``executions`` are the
+    history entries added. Balances are given whole: they are a handful of assets.
+    """
+
+    free: dict[str, Decimal]
+    locked: dict[str, Decimal]
+    upserted: list[RestingOrder]
+    removed: list[str]
+    closed: list[VenueOrder]
+    executions: list[ExecutionReport]
+
+
+@dataclass(slots=True)
+class _Changes:
+    dirty: bool = False
+    touched: dict[str, SimOrder] = field(default_factory=dict)  # venue order id -> order
+    closed: list[VenueOrder] = field(default_factory=list)
+    executions: list[ExecutionReport] = field(default_factory=list)
+
+
+class _Account:
+    __slots__ = ("changes", "closed", "executions", "free", "locked", "open", "unlimited")
+
+    def __init__(self, unlimited: bool, history: bool, execution_history: int) -> None:
         self.unlimited = unlimited
         self.free: dict[str, Decimal] = {}
         self.locked: dict[str, Decimal] = {}
         self.open: dict[str, SimOrder] = {}  # client order id -> resting order
+        # None: no history kept (see the module docstring).
+        self.closed: OrderedDict[str, VenueOrder] | None = OrderedDict() if history else None
+        self.executions: deque[ExecutionReport] | None = (
+            deque(maxlen=execution_history) if history else None
+        )
+        self.changes: _Changes | None = None
 
 
 def _crosses(side: Side, limit: Decimal | None, price: Decimal) -> bool:
@@ -106,8 +187,12 @@ class MatchingEngine:
         *,
         maker_fee: Decimal,
         taker_fee: Decimal,
+        closed_history: int = 10_000,
+        execution_history: int = 50_000,
     ) -> None:
         self._venue = venue
+        self._closed_history = closed_history
+        self._execution_history = execution_history
         self._instruments = {i.symbol: i for i in instruments}
         self._books = {symbol: Book() for symbol in self._instruments}
         self._maker_fee = maker_fee
@@ -137,10 +222,13 @@ class MatchingEngine:
         balances: Mapping[str, Decimal] | None = None,
         *,
         unlimited: bool = False,
+        history: bool | None = None,
     ) -> None:
+        """``history`` defaults to ``not unlimited``."""
         if account in self._accounts:
             raise ValueError(f"account {account!r} already exists")
-        acct = _Account(unlimited)
+        keep = not unlimited if history is None else history
+        acct = _Account(unlimited, keep, self._execution_history)
         self._accounts[account] = acct
         for asset, amount in (balances or {}).items():
             self.deposit(account, asset, amount)
@@ -152,6 +240,8 @@ class MatchingEngine:
         if new < 0 and not acct.unlimited:
             raise ValueError(f"account {account!r}: {asset} free balance would become {new}")
         acct.free[asset] = new
+        if acct.changes is not None:
+            acct.changes.dirty = True
 
     def balances(self, account: str) -> dict[str, Balance]:
         acct = self._account(account)
@@ -175,6 +265,117 @@ class MatchingEngine:
             }
             out.append(self._report(o, status, o.ts, extra=extra))
         return out
+
+    def open_venue_orders(self, account: str, symbol: str | None = None) -> list[VenueOrder]:
+        """Each open order of ``account`` (in ``symbol`` only, unless None), oldest first."""
+        return [
+            self._open_view(o)
+            for o in self._account(account).open.values()
+            if symbol is None or o.symbol == symbol
+        ]
+
+    def order_state(self, account: str, client_order_id: str) -> VenueOrder | None:
+        """The venue's view of an order: open, or closed and still in the history. None for
+        an order the venue never held (rejected, never sent, or evicted from the history)."""
+        acct = self._account(account)
+        order = acct.open.get(client_order_id)
+        if order is not None:
+            return self._open_view(order)
+        return None if acct.closed is None else acct.closed.get(client_order_id)
+
+    def executions(self, account: str, symbol: str, since_ns: int) -> list[ExecutionReport]:
+        """Executions of ``account`` in ``symbol`` at or after ``since_ns``, oldest first."""
+        history = self._history(account).executions
+        assert history is not None
+        return [r for r in history if r.symbol == symbol and r.ts_event >= since_ns]
+
+    # -- persistence ----------------------------------------------------------------------------
+
+    @property
+    def counters(self) -> tuple[int, int]:
+        """The last venue order id and trade id handed out."""
+        return self._order_seq, self._trade_seq
+
+    def restore_counters(self, order_seq: int, trade_seq: int) -> None:
+        """Continue ids after a restart: they never go backwards, so they never repeat."""
+        self._order_seq = max(self._order_seq, order_seq)
+        self._trade_seq = max(self._trade_seq, trade_seq)
+
+    def track_changes(self, account: str) -> None:
+        """Start recording what changes in ``account`` for :meth:`take_changes`."""
+        self._account(account).changes = _Changes()
+
+    def has_changes(self, account: str) -> bool:
+        changes = self._account(account).changes
+        return changes is not None and changes.dirty
+
+    def take_changes(self, account: str) -> AccountChanges:
+        acct = self._account(account)
+        changes = acct.changes
+        if changes is None:
+            raise ValueError(f"account {account!r} does not track changes")
+        acct.changes = _Changes()
+        upserted: list[RestingOrder] = []
+        removed: list[str] = []
+        for voi, order in sorted(changes.touched.items(), key=lambda kv: int(kv[0])):
+            if acct.open.get(order.client_order_id) is order:
+                upserted.append(_resting(order))
+            else:
+                removed.append(voi)
+        return AccountChanges(
+            dict(acct.free),
+            dict(acct.locked),
+            upserted,
+            removed,
+            changes.closed,
+            changes.executions,
+        )
+
+    def export_account(self, account: str) -> AccountSnapshot:
+        acct = self._history(account)
+        assert acct.closed is not None
+        assert acct.executions is not None
+        return AccountSnapshot(
+            dict(acct.free),
+            dict(acct.locked),
+            [_resting(o) for o in acct.open.values()],
+            list(acct.closed.values()),
+            list(acct.executions),
+        )
+
+    def restore_account(self, account: str, snapshot: AccountSnapshot) -> None:
+        """Re-create ``account`` exactly as exported: balances as they were (free and locked),
+        open orders back in the book with their ids, remaining quantity and, among
+        themselves, their time priority. Meant for an engine whose books are still empty; an
+        order that would cross the book raises ValueError rather than trade silently."""
+        if account in self._accounts:
+            raise ValueError(f"account {account!r} already exists")
+        acct = _Account(False, True, self._execution_history)
+        acct.free.update(snapshot.free)
+        acct.locked.update(snapshot.locked)
+        for r in snapshot.open:
+            if r.symbol not in self._books:
+                raise ValueError(f"open order {r.client_order_id}: unknown symbol {r.symbol}")
+            if r.client_order_id in acct.open:
+                raise ValueError(f"two open orders use {r.client_order_id}")
+            if not 0 <= r.filled < r.qty:
+                raise ValueError(f"open order {r.client_order_id}: filled {r.filled} of {r.qty}")
+            best = self._books[r.symbol].side(r.side.opposite).best()
+            if best is not None and _crosses(r.side, r.price, best.price):
+                raise ValueError(f"open order {r.client_order_id} would cross the book")
+            order = SimOrder(
+                account, r.client_order_id, r.venue_order_id, r.symbol, r.side, r.type, r.qty,
+                r.price, r.tif, r.post_only, r.ts, r.filled, r.locked, cost=r.cost,
+                updated=r.updated,
+            )  # fmt: skip
+            acct.open[r.client_order_id] = order
+            self._books[r.symbol].side(r.side).add(order)
+        assert acct.closed is not None
+        assert acct.executions is not None
+        for closed in snapshot.closed:
+            self._keep_closed(acct.closed, closed)
+        acct.executions.extend(snapshot.executions)
+        self._accounts[account] = acct
 
     # -- market data --------------------------------------------------------------------------
 
@@ -267,9 +468,11 @@ class MatchingEngine:
             post_only, ts,
         )  # fmt: skip
         result = EngineResult([], [])
+        order.updated = ts
         if (market and best is None) or (
             tif is TimeInForce.FOK and self._available(opposite, side, limit, qty) < qty
         ):
+            self._remember(acct, order, S_EXPIRED, ts)
             result.reports.append(AccountReport(account, self._report(order, S_EXPIRED, ts)))
             return result
 
@@ -279,14 +482,17 @@ class MatchingEngine:
         acct.open[client_order_id] = order
         self._match(order, inst, opposite, result, ts)
         if order.filled == order.qty:
-            self._close(acct, order, inst)
+            self._close(acct, order, inst, S_FILLED, ts)
         elif not market and tif is TimeInForce.GTC:
             book.side(side).add(order)
+            if acct.changes is not None:
+                acct.changes.dirty = True
+                acct.changes.touched[order.venue_order_id] = order
             # ACCEPTED precedes the fills of this same call; it describes the order before them.
             accepted = self._report(order, OrderStatus.ACCEPTED, ts)
             result.reports.insert(0, AccountReport(account, accepted))
         else:
-            self._close(acct, order, inst)
+            self._close(acct, order, inst, S_EXPIRED, ts)
             result.reports.append(AccountReport(account, self._report(order, S_EXPIRED, ts)))
         return result
 
@@ -319,9 +525,55 @@ class MatchingEngine:
         except KeyError:
             raise KeyError(f"unknown account {account!r}") from None
 
+    def _history(self, account: str) -> _Account:
+        acct = self._account(account)
+        if acct.closed is None:
+            raise ValueError(f"account {account!r} keeps no history")
+        return acct
+
+    def _open_view(self, o: SimOrder) -> VenueOrder:
+        status = OrderStatus.ACCEPTED if o.filled == 0 else OrderStatus.PARTIALLY_FILLED
+        return self._venue_order(o, status, o.updated)
+
+    def _venue_order(self, o: SimOrder, status: OrderStatus, ts: int) -> VenueOrder:
+        return VenueOrder(
+            venue=self._venue,
+            symbol=o.symbol,
+            client_order_id=o.client_order_id,
+            venue_order_id=o.venue_order_id,
+            side=o.side,
+            type=o.type,
+            qty=o.qty,
+            price=o.price,
+            status=status,
+            filled_qty=o.filled,
+            avg_price=o.cost / o.filled if o.filled else None,
+            ts_event=ts,
+        )
+
+    def _keep_closed(self, closed: OrderedDict[str, VenueOrder], order: VenueOrder) -> None:
+        # A client id may be reused once its order closed (Binance allows it): the newest wins.
+        closed.pop(order.client_order_id, None)
+        closed[order.client_order_id] = order
+        if len(closed) > self._closed_history:
+            closed.popitem(last=False)
+
+    def _remember(self, acct: _Account, order: SimOrder, status: OrderStatus, ts: int) -> None:
+        """Record a closed order in the history of an account that keeps one."""
+        order.updated = ts
+        if acct.closed is None:
+            return
+        view = self._venue_order(order, status, ts)
+        self._keep_closed(acct.closed, view)
+        changes = acct.changes
+        if changes is not None:
+            changes.dirty = True
+            changes.touched[order.venue_order_id] = order
+            changes.closed.append(view)
+
     def _cancel(self, acct: _Account, account: str, order: SimOrder, ts: int) -> AccountReport:
         self._books[order.symbol].side(order.side).remove(order)
-        self._close(acct, order, self._instruments[order.symbol])
+        self._close(acct, order, self._instruments[order.symbol], OrderStatus.CANCELED, ts)
         return AccountReport(account, self._report(order, OrderStatus.CANCELED, ts))
 
     def _rejected(
@@ -390,6 +642,7 @@ class MatchingEngine:
             assert price is not None
             opposite.fill_front(level, maker, qty)
             taker.filled += qty
+            notional = qty * price
             self._trade_seq += 1
             trade_id = str(self._trade_seq)
             out.trades.append(
@@ -397,6 +650,8 @@ class MatchingEngine:
             )  # fmt: skip
             for order, liquidity in ((taker, Liquidity.TAKER), (maker, Liquidity.MAKER)):
                 acct = self._accounts[order.account]
+                order.cost += notional
+                order.updated = ts
                 fee, fee_asset = self._settle(acct, inst, order, qty, price, liquidity)
                 status = S_FILLED if order.filled == order.qty else S_PARTIAL
                 report = ExecutionReport(
@@ -414,8 +669,15 @@ class MatchingEngine:
                     trade_id=trade_id,
                 )
                 out.reports.append(AccountReport(order.account, report))
+                if acct.executions is not None:
+                    acct.executions.append(report)
+                    changes = acct.changes
+                    if changes is not None:
+                        changes.dirty = True
+                        changes.touched[order.venue_order_id] = order
+                        changes.executions.append(report)
                 if order is maker and status is S_FILLED:
-                    self._close(acct, maker, inst)
+                    self._close(acct, maker, inst, S_FILLED, ts)
 
     def _settle(
         self,
@@ -454,7 +716,9 @@ class MatchingEngine:
         acct.free[asset] = acct.free.get(asset, _ZERO) - amount
         acct.locked[asset] = acct.locked.get(asset, _ZERO) + amount
 
-    def _close(self, acct: _Account, order: SimOrder, inst: Instrument) -> None:
+    def _close(
+        self, acct: _Account, order: SimOrder, inst: Instrument, status: OrderStatus, ts: int
+    ) -> None:
         """The order is done (filled, cancelled, expired): hand back what it still reserves."""
         del acct.open[order.client_order_id]
         if order.locked:
@@ -462,6 +726,8 @@ class MatchingEngine:
             acct.locked[asset] -= order.locked
             acct.free[asset] += order.locked
             order.locked = _ZERO
+        if acct.closed is not None:  # skip the call for the generator's many orders
+            self._remember(acct, order, status, ts)
 
     def _check_invariants(self) -> None:
         """Raise AssertionError if the books or the balances are inconsistent (for tests)."""
@@ -498,3 +764,11 @@ class MatchingEngine:
                     raise AssertionError(
                         f"{name}: locked {asset} {locked} != open orders' {expected.get(asset)}"
                     )
+
+
+def _resting(o: SimOrder) -> RestingOrder:
+    assert o.price is not None
+    return RestingOrder(
+        o.client_order_id, o.venue_order_id, o.symbol, o.side, o.type, o.qty, o.price, o.tif,
+        o.post_only, o.ts, o.filled, o.locked, o.cost, o.updated,
+    )  # fmt: skip

@@ -135,6 +135,19 @@ class MarketGenerator:
     def regime(self, symbol: str) -> str:
         return REGIMES[self._states[symbol].regime]
 
+    def fair_state(self, symbol: str) -> tuple[float, str]:
+        """The exact fair price (a float signal) and regime name, for persisting the market."""
+        st = self._states[symbol]
+        return st.fair, REGIMES[st.regime]
+
+    def resume(self, symbol: str, fair: float, regime: str) -> None:
+        """Continue from a persisted :meth:`fair_state` instead of the start price."""
+        if not math.isfinite(fair) or fair <= 0 or regime not in REGIMES:
+            raise ValueError(f"{symbol}: bad market state fair={fair!r} regime={regime!r}")
+        st = self._states[symbol]
+        st.fair = max(st.floor, fair)
+        st.regime = REGIMES.index(regime)
+
     def fair_price(self, symbol: str) -> Decimal:
         st = self._states[symbol]
         return st.inst.round_price(Decimal(repr(st.fair)), Side.BUY)
