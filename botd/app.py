@@ -23,6 +23,7 @@ from botd.gateway.reconcile import RECONCILE_ERRORS, Reconciler
 from botd.health import write_heartbeat
 from botd.loopmon import LoopLagMonitor
 from botd.model import Fill, Instrument, Order, Position, Quote
+from botd.operator import take_request
 from botd.risk import RiskEngine, RiskLimits, TradingState
 from botd.schedule import Scheduler
 from botd.sdnotify import SdNotifier, run_watchdog
@@ -343,7 +344,8 @@ class Daemon:
                     tg.create_task(self._heartbeat(), name="heartbeat"),
                     tg.create_task(self.bars.run(), name="bars"),
                     tg.create_task(self.lag.run(), name="loop-lag"),
-                    tg.create_task(self._periodic(), name="periodic"),
+                    tg.create_task(self._checkpoint(), name="checkpoint"),
+                    tg.create_task(self._reconcile_periodically(), name="reconcile"),
                 ]
                 if self.notifier.watchdog_interval() is not None:
                     aux.append(
@@ -415,12 +417,15 @@ class Daemon:
             if self._stop.is_set() or not self._rescan.is_set():
                 continue
             self._rescan.clear()
+            data_dir = self.settings.daemon.data_dir
             if self._kill_requested:
-                reason, self._kill_requested = self._kill_requested, ""
+                reason = take_request(data_dir) or self._kill_requested
+                self._kill_requested = ""
                 cancelled = self.gateway.kill(reason)
                 self.log.error("KILL SWITCH engaged", reason=reason, cancelling=cancelled)
             elif self._release_requested:
-                reason, self._release_requested = self._release_requested, ""
+                reason = take_request(data_dir) or self._release_requested
+                self._release_requested = ""
                 self.risk.release(reason)
                 self.log.warning("kill switch released; trading resumes", reason=reason)
             else:
@@ -467,17 +472,16 @@ class Daemon:
             except JournalError as exc:
                 self.log.error("strategy state not saved", strategy=sid, error=str(exc))
 
-    async def _periodic(self) -> None:
-        """Reconciliation and strategy-state checkpoints."""
-        reconcile_every = self.settings.gateway.reconcile_interval
-        since_reconcile = 0.0
+    async def _checkpoint(self) -> None:
+        """Save every strategy's state now and then, not only at shutdown (crashes happen)."""
         while True:
             await self.clock.sleep(_STATE_SAVE_EVERY_S)
             await self._save_states()
-            since_reconcile += _STATE_SAVE_EVERY_S
-            if since_reconcile >= reconcile_every:
-                since_reconcile = 0.0
-                await self._reconcile_all(startup=False)
+
+    async def _reconcile_periodically(self) -> None:
+        while True:
+            await self.clock.sleep(self.settings.gateway.reconcile_interval)
+            await self._reconcile_all(startup=False)
 
     async def _heartbeat(self) -> None:
         interval = self.settings.daemon.heartbeat_interval

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import json
 import os
 import signal
 import sys
@@ -21,9 +22,22 @@ from botd.risk import RiskEngine
 from botd.store import DB_FILENAME, Journal
 from botd.store.commands import quiet_log
 
-__all__ = ["running_pid", "set_kill_switch"]
+__all__ = ["running_pid", "set_kill_switch", "take_request"]
 
 RISK_KEY = "risk"
+REQUEST_FILE = "operator-request.json"
+
+
+def take_request(data_dir: Path) -> str | None:
+    """The reason an operator gave with ``botd kill``/``resume``, consumed once."""
+    path = data_dir / REQUEST_FILE
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        path.unlink()
+    except (OSError, ValueError):
+        return None
+    reason = data.get("reason") if isinstance(data, dict) else None
+    return str(reason) if reason else None
 
 
 def running_pid(data_dir: Path) -> int | None:
@@ -83,6 +97,11 @@ def set_kill_switch(data_dir: Path, *, engage: bool, reason: str) -> str:
     """Engage or release the kill switch; returns what was done, for the operator."""
     pid = running_pid(data_dir)
     if pid is not None:
+        # A signal carries no words: the reason travels in a file the daemon reads on it.
+        request = data_dir / REQUEST_FILE
+        tmp = request.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"engage": engage, "reason": reason}), encoding="utf-8")
+        tmp.replace(request)
         os.kill(pid, signal.SIGUSR1 if engage else signal.SIGUSR2)
         action = "halt trading and cancel every open order" if engage else "resume trading"
         return f"asked the running daemon (pid {pid}) to {action}"

@@ -53,6 +53,8 @@ __all__ = ["Alert", "Gateway", "GatewayConfig"]
 _SEEN_TRADES_MAX = 200_000
 _ZERO = Decimal(0)
 _ID_BLOCK = 10_000
+_DENIAL_LOG_WINDOW_NS = 10 * NS_PER_SECOND
+_BALANCE_REFRESH_MIN_S = 1.0
 _TRANSPORT_ERRORS = (TransientVenueError, TimeoutError, OSError)
 
 
@@ -108,6 +110,7 @@ class _VenueState:
     inflight: int = 0
     resolving: set[str] = field(default_factory=set)
     balances: dict[str, Balance] = field(default_factory=dict)
+    balances_stale: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
     def sending(self) -> bool:
@@ -149,6 +152,7 @@ class Gateway:
         self._seen_trades: OrderedDict[tuple[str, str], None] = OrderedDict()
         self._last_quotes: dict[tuple[str, str], Quote] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._denials: dict[tuple[str, str], tuple[int | None, int]] = {}
         # Set whenever an order changes or a command finishes: what drain() waits on.
         self._progress = asyncio.Event()
         self.unknown_reports = 0
@@ -329,6 +333,7 @@ class Gateway:
                 for venue in self._venues.values():
                     tg.create_task(self._worker(venue), name=f"gateway.worker.{venue.name}")
                     tg.create_task(self._consume(venue), name=f"gateway.reports.{venue.name}")
+                    tg.create_task(self._balances(venue), name=f"gateway.balances.{venue.name}")
                 for cid, order in self._orders.items():
                     if order.status is OrderStatus.UNKNOWN:
                         self._start_resolving(self._venues[order.venue], cid)
@@ -409,7 +414,7 @@ class Gateway:
             client_order_id=order.client_order_id, strategy=order.strategy_id, venue=order.venue
         ):
             if isinstance(cmd, _Deny):
-                self._log.warning("order denied before sending", reason=cmd.reason)
+                self._log_denial(order, cmd.reason)
                 self._to(order, OrderStatus.REJECTED, reason=cmd.reason)
             elif isinstance(cmd, _Submit):
                 await self._send(venue, order, cmd.deadline_ns)
@@ -419,8 +424,25 @@ class Gateway:
     def _deny_now(self, cid: str, reason: str) -> None:
         order = self._orders[cid]
         with bound_contextvars(client_order_id=cid, strategy=order.strategy_id):
-            self._log.warning("order denied before sending", reason=reason)
+            self._log_denial(order, reason)
             self._to(order, OrderStatus.REJECTED, reason=reason)
+
+    def _log_denial(self, order: Order, reason: str) -> None:
+        """One line per strategy and reason per window: a strategy that retries on every
+        quote while trading is halted must not flood the log."""
+        key = (order.strategy_id, reason.split(":", 1)[0])
+        now = self._clock.monotonic_ns()
+        last, suppressed = self._denials.get(key, (None, 0))
+        if last is not None and now - last < _DENIAL_LOG_WINDOW_NS:
+            self._denials[key] = (last, suppressed + 1)
+            return
+        self._denials[key] = (now, 0)
+        if suppressed:
+            self._log.warning(
+                "order denied before sending", reason=reason, similar_since=suppressed
+            )
+        else:
+            self._log.warning("order denied before sending", reason=reason)
 
     async def _send(self, venue: _VenueState, order: Order, deadline_ns: int) -> None:
         if order.status is not OrderStatus.PENDING:
@@ -628,7 +650,7 @@ class Gateway:
                     attempt = 0
                     await self.apply(report)
                     # Every accepted, cancelled or filled order moves funds.
-                    await self.refresh_balances(venue.name)
+                    venue.balances_stale.set()
                 raise TransientVenueError("execution stream ended")
             except _TRANSPORT_ERRORS as exc:
                 attempt += 1
@@ -640,6 +662,15 @@ class Gateway:
                 delays = self.config.resolve_backoff_s
                 await self._clock.sleep(delays[min(attempt - 1, len(delays) - 1)])
                 await self.recover(venue.name)
+
+    async def _balances(self, venue: _VenueState) -> None:
+        """Re-read balances after activity: at once, then at most once per interval, so a
+        burst of reports costs one request and never holds up report processing."""
+        while True:
+            await venue.balances_stale.wait()
+            venue.balances_stale.clear()
+            await self.refresh_balances(venue.name)
+            await self._clock.sleep(_BALANCE_REFRESH_MIN_S)
 
     async def recover(self, venue_name: str) -> None:
         """Ask the venue about every open order of ours: what reports did we miss?"""

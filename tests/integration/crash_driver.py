@@ -30,6 +30,12 @@ def main() -> int:
     parser.add_argument("--strategies", required=True)
     parser.add_argument("--data-dir", required=True)
     parser.add_argument("--crash", choices=["before_forward", "after_forward", "after_return"])
+    parser.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        help="KIND:OPERATION:TIMES, e.g. server_error:open_orders:2",
+    )
     args = parser.parse_args()
     settings = load_settings(
         args.config,
@@ -37,7 +43,11 @@ def main() -> int:
         os.environ,
     )
     configure_logging(settings.log.level, "json", settings.secret_values(), sys.stdout)
-    plan = FaultPlan([Fault(FaultKind.CRASH, on="submit", nth=1, when=args.crash)])
+    faults = [Fault(FaultKind.CRASH, on="submit", nth=1, when=args.crash)] if args.crash else []
+    for spec in args.fault:
+        kind, on, times = spec.split(":")
+        faults.append(Fault(FaultKind(kind), on=on, times=int(times)))
+    plan = FaultPlan(faults)
 
     def wrap(venue: VenueAdapter) -> VenueAdapter:
         return FaultyVenue(venue, plan)
@@ -46,7 +56,7 @@ def main() -> int:
         settings,
         clock=LiveClock(),
         environ=os.environ,
-        venue_wrapper=wrap if args.crash else None,
+        venue_wrapper=wrap if faults else None,
     )
     return asyncio.run(daemon.run())
 

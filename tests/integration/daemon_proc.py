@@ -95,13 +95,14 @@ class Daemon:
         *,
         cwd: Path,
         env: Mapping[str, str] | None = None,
+        module: bool = True,
     ) -> None:
         full_env = {k: v for k, v in os.environ.items() if not k.startswith("BOTD_")}
         full_env.pop("NOTIFY_SOCKET", None)
         full_env.update(env or {})
         full_env["PYTHONUNBUFFERED"] = "1"
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "botd", *args],
+            [sys.executable, *(["-m", "botd"] if module else []), *args],
             cwd=cwd,
             env=full_env,
             stdout=subprocess.PIPE,

@@ -43,6 +43,19 @@ class OneOrder(Strategy):
             self.buy(Decimal("0.002"))
 '''
 
+KEEN = """
+from decimal import Decimal
+from botd import Strategy
+
+
+class Keen(Strategy):
+    symbol = "BTCUSDT"
+
+    def on_quote(self, quote):
+        if self.position.is_flat and not self.open_orders:
+            self.buy(Decimal("0.002"))
+"""
+
 BALANCES = {"USDT": Decimal("100000"), "BTC": Decimal("1"), "ETH": Decimal("10")}
 
 
@@ -159,3 +172,38 @@ def test_kill_9_then_restart_loses_and_duplicates_nothing(
     )
     sold = sum(f.qty for f in journal_trades.values() if f.side is Side.SELL)
     assert venue["balances"]["BTC"].total == BALANCES["BTC"] + bought - sold  # type: ignore[index]
+
+
+def test_a_venue_that_cannot_be_reconciled_is_not_traded_until_it_can(tmp_path: Path) -> None:
+    config = CONFIG.replace("[paper]\n", "[gateway]\nreconcile_interval = 1.0\n\n[paper]\n")
+    ws = make_workspace(tmp_path, config, examples=False)
+    (ws["strategies"] / "keen.py").write_text(KEEN)
+    daemon = Daemon(
+        [
+            str(REPO / "tests/integration/crash_driver.py"),
+            "--config",
+            str(ws["config"]),
+            "--strategies",
+            str(ws["strategies"]),
+            "--data-dir",
+            str(ws["data"]),
+            # The venue cannot list open orders at start-up, nor at the first retry.
+            "--fault",
+            "server_error:open_orders:2",
+        ],
+        cwd=tmp_path,
+        module=False,
+    )
+    try:
+        failed = daemon.wait_for(
+            lambda r: r["event"] == "venue could not be reconciled; not trading it"
+        )
+        assert failed["venue"] == "paper"
+        denied = daemon.wait_for(lambda r: r["event"] == "order denied before sending")
+        assert "not reconciled" in denied["reason"]
+        daemon.wait_for(lambda r: r["event"] == "reconciled", timeout=20)
+        daemon.wait_for(lambda r: r["event"] == "fill" and r["strategy"] == "keen", timeout=20)
+        daemon.signal(signal.SIGTERM)
+        assert daemon.wait(timeout=10) == 0
+    finally:
+        daemon.kill()

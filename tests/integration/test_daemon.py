@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 import signal
 import time
 from collections.abc import Iterator
@@ -253,3 +254,36 @@ def test_make_run_defaults_trade_within_ten_seconds(tmp_path: Path) -> None:
         assert daemon.wait(timeout=10) == 0
     finally:
         daemon.kill()
+
+
+def test_strategy_state_and_positions_survive_a_restart(tmp_path: Path) -> None:
+    ws = make_workspace(tmp_path, examples=False)
+    (ws["strategies"] / "keeper.py").write_text(
+        "from decimal import Decimal\nfrom botd import Strategy\n\n"
+        "class Keeper(Strategy):\n    symbol = 'BTCUSDT'\n\n"
+        "    def on_start(self):\n"
+        "        self.state['starts'] = self.state.get('starts', 0) + 1\n"
+        "        self.log.info('keeper started', starts=self.state['starts'],\n"
+        "                      position=str(self.position.qty))\n\n"
+        "    def on_quote(self, q):\n"
+        "        if not self.state.get('bought'):\n"
+        "            self.state['bought'] = True\n"
+        "            self.buy(Decimal('0.002'))\n"
+    )
+    for run in (1, 2):
+        daemon = start(ws)
+        try:
+            started = daemon.wait_for(lambda r: r["event"] == "keeper started")
+            assert started["starts"] == run
+            if run == 1:
+                assert started["position"] == "0"
+                daemon.wait_for(lambda r: r["event"] == "fill")
+            else:
+                # Rebuilt from the journal's fills: 0.002 less the fee paid in BTC.
+                assert Decimal(started["position"]) == Decimal("0.001998")
+                time.sleep(0.5)
+                assert not any(r["event"] == "fill" for r in daemon.records)  # bought once
+            daemon.signal(signal.SIGTERM)
+            assert daemon.wait(timeout=10) == 0
+        finally:
+            daemon.kill()

@@ -45,14 +45,33 @@ from botd.model import (
     OrderStatus,
     VenueOrder,
 )
-from botd.venues.base import SubmitAck, VenueCapabilities
+from botd.venues.base import RateLimit, SubmitAck, VenueCapabilities
 from botd.venues.sim.engine import EngineResult, MatchingEngine
 from botd.venues.sim.market import MarketGenerator, SymbolSpec, default_instruments
 from botd.venues.sim.snapshot import PaperDelta, PaperState, PaperStateError, StateStore
 
-__all__ = ["PaperStateError", "PaperVenue", "UnknownSymbol", "market_seed"]
+__all__ = ["PAPER_CAPABILITIES", "PaperStateError", "PaperVenue", "UnknownSymbol", "market_seed"]
 
 _ACCOUNT = "user"
+
+# The paper venue enforces nothing itself, but declares Binance spot's limits so that
+# strategies meet the same budget on paper as they will live (and the limiter is exercised).
+PAPER_CAPABILITIES = VenueCapabilities(
+    rate_limits=(
+        RateLimit("REQUEST_WEIGHT", 6000, 60.0, scope="ip", kind="fixed"),
+        RateLimit("ORDERS_10S", 50, 10.0, scope="account", kind="fixed"),
+        RateLimit("ORDERS_1D", 160_000, 86_400.0, scope="account", kind="fixed"),
+    ),
+    endpoint_costs={
+        "order.submit": {"REQUEST_WEIGHT": 1, "ORDERS_10S": 1, "ORDERS_1D": 1},
+        "order.cancel": {"REQUEST_WEIGHT": 1},
+        "order.cancel_all": {"REQUEST_WEIGHT": 1},
+        "order.query": {"REQUEST_WEIGHT": 4},
+        "order.open_orders": {"REQUEST_WEIGHT": 6},
+        "account.fills": {"REQUEST_WEIGHT": 20},
+        "account.balances": {"REQUEST_WEIGHT": 20},
+    },
+)
 
 
 class UnknownSymbol(ValueError):
@@ -104,7 +123,7 @@ class PaperVenue:
         self._interval = 1.0 / event_rate
         self._reports: asyncio.Queue[ExecutionReport] = asyncio.Queue()
         self._pending_market: deque[MarketEvent] = deque()
-        self._capabilities = VenueCapabilities()
+        self._capabilities = PAPER_CAPABILITIES
         # Persistence; all of it idle when state_path is None.
         self._store = (
             StateStore(state_path, compact_every=compact_every) if state_path is not None else None
