@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 from collections import OrderedDict, deque
 from collections.abc import Coroutine, Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -55,6 +56,7 @@ _ZERO = Decimal(0)
 _ID_BLOCK = 10_000
 _DENIAL_LOG_WINDOW_NS = 10 * NS_PER_SECOND
 _BALANCE_REFRESH_MIN_S = 1.0
+_PREWRITE_MAX = 256
 _TRANSPORT_ERRORS = (TransientVenueError, TimeoutError, OSError)
 
 
@@ -153,6 +155,7 @@ class Gateway:
         self._last_quotes: dict[tuple[str, str], Quote] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._denials: dict[tuple[str, str], tuple[int | None, int]] = {}
+        self._journal_writes: dict[str, asyncio.Future[None]] = {}
         # Set whenever an order changes or a command finishes: what drain() waits on.
         self._progress = asyncio.Event()
         self.unknown_reports = 0
@@ -421,6 +424,19 @@ class Gateway:
             else:
                 await self._send_cancel(venue, order)
 
+    def _prewrite(self, venue: _VenueState, first: Order) -> None:
+        """Start the durable journal writes of this order and of the orders queued behind it,
+        so one commit (one fsync) covers a burst instead of one each."""
+        journal = self._require_journal()
+        batch = [first]
+        for cmd in itertools.islice(venue.submits, _PREWRITE_MAX):
+            if isinstance(cmd, _Submit):
+                batch.append(self._orders[cmd.client_order_id])
+        for order in batch:
+            cid = order.client_order_id
+            if cid not in self._journal_writes and order.status is OrderStatus.PENDING:
+                self._journal_writes[cid] = asyncio.ensure_future(journal.write_order(order))
+
     def _deny_now(self, cid: str, reason: str) -> None:
         order = self._orders[cid]
         with bound_contextvars(client_order_id=cid, strategy=order.strategy_id):
@@ -447,11 +463,11 @@ class Gateway:
     async def _send(self, venue: _VenueState, order: Order, deadline_ns: int) -> None:
         if order.status is not OrderStatus.PENDING:
             return  # cancelled while queued
-        journal = self._require_journal()
         # Write-ahead: the order is durable before any byte of it leaves. If that fails,
         # nothing is sent and the venue goes cancel-only.
+        self._prewrite(venue, order)
         try:
-            await journal.write_order(order)
+            await self._journal_writes.pop(order.client_order_id)
         except JournalError as exc:
             self._journal_failed(venue.name, exc)
             self._log.error("order not sent: the journal could not record it", error=str(exc))

@@ -17,7 +17,8 @@ class Rester(Strategy):
 
     def on_quote(self, quote):
         if not self.open_orders:
-            self.buy(Decimal("0.001"), price=(quote.bid * Decimal("0.99")).quantize(Decimal("0.01")))
+            price = (quote.bid * Decimal("0.99")).quantize(Decimal("0.01"))
+            self.buy(Decimal("0.001"), price=price)
 """
 
 
