@@ -98,7 +98,15 @@ class _Deny:
     reason: str
 
 
-_Command = _Submit | _Cancel | _Deny
+@dataclass(frozen=True, slots=True)
+class _CancelSymbol:
+    """Every open order of ours in one symbol, in one request (the venue's cancel-all)."""
+
+    symbol: str
+    client_order_ids: tuple[str, ...]
+
+
+_Command = _Submit | _Cancel | _Deny | _CancelSymbol
 
 
 @dataclass(slots=True)
@@ -107,7 +115,7 @@ class _VenueState:
     adapter: VenueAdapter
     throttle: Throttle
     submits: deque[_Submit | _Deny] = field(default_factory=deque)
-    cancels: deque[_Cancel] = field(default_factory=deque)
+    cancels: deque[_Cancel | _CancelSymbol] = field(default_factory=deque)
     wakeup: asyncio.Event = field(default_factory=asyncio.Event)
     inflight: int = 0
     resolving: set[str] = field(default_factory=set)
@@ -211,7 +219,7 @@ class Gateway:
             self._cancel_after_resolve.add(client_order_id)
             return
         if order.status is OrderStatus.PENDING_CANCEL or any(
-            c.client_order_id == client_order_id for c in venue.cancels
+            isinstance(c, _Cancel) and c.client_order_id == client_order_id for c in venue.cancels
         ):
             return  # already on its way: cancels coalesce
         venue.cancels.append(_Cancel(client_order_id))
@@ -227,7 +235,22 @@ class Gateway:
         """Kill switch: halt all trading (persisted by risk) and cancel every open order."""
         self._risk.kill(reason)
         self._alert("kill_switch", "*", f"kill switch engaged: {reason}")
-        return self.cancel_all()
+        orders = self.open_orders()
+        by_symbol: dict[tuple[str, str], list[str]] = {}
+        for order in orders:
+            live = order.status not in (OrderStatus.PENDING, OrderStatus.UNKNOWN)
+            if live and order.status is not OrderStatus.PENDING_CANCEL:
+                by_symbol.setdefault((order.venue, order.symbol), []).append(order.client_order_id)
+            else:
+                self.cancel(order.client_order_id)
+        for (venue_name, symbol), cids in by_symbol.items():
+            venue = self._venues[venue_name]
+            if len(cids) == 1:
+                self.cancel(cids[0])
+            else:
+                venue.cancels.append(_CancelSymbol(symbol, tuple(cids)))
+                venue.wakeup.set()
+        return len(orders)
 
     def open_orders(self, strategy_id: str | None = None) -> list[Order]:
         return [
@@ -412,6 +435,9 @@ class Gateway:
                     venue.inflight -= 1
 
     async def _execute(self, venue: _VenueState, cmd: _Command) -> None:
+        if isinstance(cmd, _CancelSymbol):
+            await self._send_cancel_symbol(venue, cmd)
+            return
         order = self._orders[cmd.client_order_id]
         with bound_contextvars(
             client_order_id=order.client_order_id, strategy=order.strategy_id, venue=order.venue
@@ -646,6 +672,22 @@ class Gateway:
             await self._clock.sleep(delays[min(attempt, len(delays) - 1)])
         self._log.error("cancel not confirmed; reconciliation will settle it")
 
+    async def _send_cancel_symbol(self, venue: _VenueState, cmd: _CancelSymbol) -> None:
+        for cid in cmd.client_order_ids:
+            order = self._orders[cid]
+            if order.is_open and order.can_become(OrderStatus.PENDING_CANCEL):
+                self._to(order, OrderStatus.PENDING_CANCEL)
+        try:
+            await venue.throttle.acquire("order.cancel_all", Priority.CANCEL)
+            await venue.adapter.cancel_all(cmd.symbol)
+            self._log.info("cancelled every open order in one request", symbol=cmd.symbol)
+        except (*_TRANSPORT_ERRORS, RateLimited, Throttled, OrderRejected) as exc:
+            # Fall back to one cancel per order: each is retried on its own.
+            self._log.warning("cancel-all failed; cancelling one by one", error=str(exc))
+            for cid in cmd.client_order_ids:
+                if self._orders[cid].is_open:
+                    venue.cancels.append(_Cancel(cid))
+
     async def _query_and_adopt(self, venue: _VenueState, cid: str) -> None:
         order = self._orders[cid]
         try:
@@ -765,6 +807,19 @@ class Gateway:
         journal = self._require_journal()
         try:
             await journal.write_fill(fill)
+            journal.append_event(
+                "fill",
+                {
+                    "client_order_id": fill.client_order_id,
+                    "trade_id": fill.trade_id,
+                    "venue": fill.venue,
+                    "qty": str(fill.qty),
+                    "price": str(fill.price),
+                    "fee": str(fill.fee),
+                    "fee_asset": fill.fee_asset,
+                },
+                fill.ts_event,
+            )
         except JournalError as exc:
             # The fill happened whatever our disk says; keep trading state right in memory
             # and stop new orders on this venue.
@@ -808,6 +863,25 @@ class Gateway:
         self._progress.set()
         if self._journal is not None and self._journal.healthy:
             self._journal.update_order(order)
+            # The event log keeps every step (the orders table keeps the latest), so a session
+            # can be replayed from it.
+            self._journal.append_event(
+                "order",
+                {
+                    "client_order_id": order.client_order_id,
+                    "strategy": order.strategy_id,
+                    "venue": order.venue,
+                    "symbol": order.symbol,
+                    "side": order.side.value,
+                    "type": order.type.value,
+                    "qty": str(order.qty),
+                    "price": None if order.price is None else str(order.price),
+                    "status": order.status.value,
+                    "filled_qty": str(order.filled_qty),
+                    "reason": order.reason,
+                },
+                order.ts_updated or None,
+            )
         return order
 
     def _publish(self, order: Order, previous: OrderStatus) -> None:

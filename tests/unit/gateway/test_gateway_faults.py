@@ -216,3 +216,35 @@ async def test_foreign_orders_are_reported_not_adopted() -> None:
     assert rig.gateway.unknown_reports >= 1
     # The foreign order was never taken into our books.
     assert [o.client_order_id for o in rig.gateway.open_orders()] == []
+
+
+async def test_kill_switch_cancels_a_symbol_in_one_request_and_logs_events() -> None:
+    rig = Rig(faults=FaultPlan([]))
+    async with rig.running():
+        await rig.advance(0.2)
+        quote = rig.gateway.last_quote("paper", "BTCUSDT")
+        assert quote is not None
+        ids = [
+            rig.gateway.submit(
+                intent(type=OrderType.LIMIT, price=(quote.bid * D(f"0.9{i}")).quantize(D("0.01")))
+            )
+            for i in range(3)
+        ]
+        await rig.settle()
+        assert rig.gateway.kill("drill") == 3
+        await rig.settle()
+        after_kill = rig.gateway.submit(intent())
+        await rig.settle()
+        events = await rig.journal.events(kinds=["order", "alert.kill_switch"])
+    assert rig.venue.calls("cancel_all") == 1  # type: ignore[attr-defined]
+    assert rig.venue.calls("cancel") == 0  # type: ignore[attr-defined]
+    assert all(rig.gateway.order(cid).status is OrderStatus.CANCELED for cid in ids)  # type: ignore[union-attr]
+    assert rig.gateway.order(after_kill).reason.startswith("HALTED")  # type: ignore[union-attr]
+    assert rig.risk.killed
+    steps = [
+        e.data["status"]
+        for e in events
+        if e.kind == "order" and e.data["client_order_id"] == ids[0]
+    ]
+    assert steps == ["submitted", "accepted", "pending_cancel", "canceled"]
+    assert any(e.kind == "alert.kill_switch" for e in events)
