@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import subprocess
 import sys
 from collections.abc import AsyncIterator
 from decimal import Decimal
@@ -330,24 +331,26 @@ asyncio.run(main())
 """
 
 
-async def test_default_crash_kills_the_process_after_the_venue_accepted(tmp_path: Path) -> None:
+def test_default_crash_kills_the_process_after_the_venue_accepted(tmp_path: Path) -> None:
     path = tmp_path / "paper-account.json"
-    child = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-c",
-        CHILD,
-        str(path),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
+    # Sync subprocess: the exit status comes straight from the kernel.
+    child = subprocess.run(
+        [sys.executable, "-c", CHILD, str(path)],
+        capture_output=True,
         cwd=REPO,
         env={**os.environ, "PYTHONPATH": str(REPO)},
+        text=True,
+        timeout=60,
     )
-    out, err = await asyncio.wait_for(child.communicate(), 60)
-    assert child.returncode == 137, err.decode()
-    assert out.decode().split() == ["ready"]
+    assert child.returncode == 137, child.stderr
+    assert child.stdout.split() == ["ready"]
+    asyncio.run(_reopened_holds_the_order(path))
+    assert json.loads(path.read_text())["restarts"] == 1
+
+
+async def _reopened_holds_the_order(path: Path) -> None:
     v = paper(FakeClock(), path)
     await v.connect()
     found = await v.query_order(SYM, "doomed")
     assert found is not None and found.status is OrderStatus.ACCEPTED
-    assert json.loads(path.read_text())["restarts"] == 1
     await v.close()

@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import signal
+import subprocess
 import sys
 from decimal import Decimal
 from pathlib import Path
@@ -378,31 +379,35 @@ asyncio.run(main())
 """
 
 
-async def test_an_acknowledged_order_survives_sigkill(tmp_path: Path) -> None:
+def test_an_acknowledged_order_survives_sigkill(tmp_path: Path) -> None:
     path = tmp_path / "paper-account.json"
-    child = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-c",
-        CHILD,
-        str(path),
-        stdout=asyncio.subprocess.PIPE,
+    # A plain Popen (in a sync test) rather than asyncio's subprocess: the exit status must
+    # come from the kernel, not from an event-loop child watcher.
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(path)],
+        stdout=subprocess.PIPE,
         cwd=REPO,
         env={**os.environ, "PYTHONPATH": str(REPO)},
+        text=True,
     )
     try:
         assert child.stdout is not None
-        ack = json.loads(await asyncio.wait_for(child.stdout.readline(), 30))
+        ack = json.loads(child.stdout.readline())
         child.send_signal(signal.SIGKILL)
     finally:
-        if child.returncode is None:
+        if child.poll() is None:
             child.kill()
-        await child.wait()
+        child.wait(10)
     assert child.returncode == -signal.SIGKILL
+    asyncio.run(_reopened_holds_the_order(path, ack["vid"]))
+
+
+async def _reopened_holds_the_order(path: Path, venue_order_id: str) -> None:
     v = paper(FakeClock(), path, symbols=("BTCUSDT",))
     await v.connect()
     found = await v.query_order(SYM, "kill-me")
     assert found is not None
-    assert (found.status, found.venue_order_id) == (OrderStatus.ACCEPTED, ack["vid"])
+    assert (found.status, found.venue_order_id) == (OrderStatus.ACCEPTED, venue_order_id)
     assert [o.client_order_id for o in await v.open_orders()] == ["kill-me"]
     assert (await v.balances())["USDT"].locked == D("30")
     await v.close()
