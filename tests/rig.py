@@ -21,7 +21,7 @@ from botd.clock import FakeClock
 from botd.feeds.bars import BarAggregator
 from botd.feeds.runner import FeedRunner
 from botd.gateway import Gateway
-from botd.model import Fill, OrderUpdate
+from botd.model import Fill, OrderIntent, OrderUpdate, Side
 from botd.risk import RiskEngine, RiskLimits
 from botd.schedule import Scheduler
 from botd.store import Journal, JournalError
@@ -33,6 +33,19 @@ from botd.venues.sim.paper import PaperVenue
 # Risk's fat-finger band needs live quotes; tests that run without the feed opt out of it.
 _NO_BAND = RiskLimits(price_band=None, max_quote_age_s=None)
 DEFAULT_BALANCES = {"USDT": Decimal("100000"), "BTC": Decimal("1"), "ETH": Decimal("10")}
+
+
+def make_intent(**kw: object) -> OrderIntent:
+    """An order intent with test defaults: strategy s1 buys 0.01 BTCUSDT at market."""
+    base: dict[str, object] = {
+        "strategy_id": "s1",
+        "venue": "paper",
+        "symbol": "BTCUSDT",
+        "side": Side.BUY,
+        "qty": Decimal("0.01"),
+    }
+    base.update(kw)
+    return OrderIntent(**base)  # type: ignore[arg-type]
 
 
 class Rig:

@@ -4,25 +4,13 @@ from decimal import Decimal as D
 from botd.model import (
     ExecutionReport,
     Liquidity,
-    OrderIntent,
     OrderStatus,
     OrderType,
     Side,
     TimeInForce,
 )
 from tests.rig import Rig
-
-
-def intent(**kw: object) -> OrderIntent:
-    base: dict[str, object] = {
-        "strategy_id": "s1",
-        "venue": "paper",
-        "symbol": "BTCUSDT",
-        "side": Side.BUY,
-        "qty": D("0.01"),
-    }
-    base.update(kw)
-    return OrderIntent(**base)  # type: ignore[arg-type]
+from tests.rig import make_intent as intent
 
 
 async def test_market_buy_fills_and_reports_in_order() -> None:

@@ -6,21 +6,10 @@ from decimal import Decimal as D
 import structlog
 
 from botd.gateway import Alert
-from botd.model import OrderIntent, OrderStatus, OrderType, Side
+from botd.model import OrderStatus, OrderType
 from botd.venues.sim.faulty import Fault, FaultKind, FaultPlan
 from tests.rig import Rig
-
-
-def intent(**kw: object) -> OrderIntent:
-    base: dict[str, object] = {
-        "strategy_id": "s1",
-        "venue": "paper",
-        "symbol": "BTCUSDT",
-        "side": Side.BUY,
-        "qty": D("0.01"),
-    }
-    base.update(kw)
-    return OrderIntent(**base)  # type: ignore[arg-type]
+from tests.rig import make_intent as intent
 
 
 async def venue_orders(rig: Rig) -> list[str]:

@@ -5,21 +5,10 @@ import sqlite3
 from decimal import Decimal as D
 
 from botd.gateway import Alert
-from botd.model import OrderIntent, OrderStatus, OrderType, Side
+from botd.model import OrderStatus, OrderType
 from botd.risk import TradingState
 from tests.rig import Rig
-
-
-def intent(**kw: object) -> OrderIntent:
-    base: dict[str, object] = {
-        "strategy_id": "s1",
-        "venue": "paper",
-        "symbol": "BTCUSDT",
-        "side": Side.BUY,
-        "qty": D("0.01"),
-    }
-    base.update(kw)
-    return OrderIntent(**base)  # type: ignore[arg-type]
+from tests.rig import make_intent as intent
 
 
 async def test_failed_journal_write_sends_nothing_and_leaves_cancel_only() -> None:
