@@ -21,8 +21,14 @@ class Grid(Strategy):
     spacing = param(Decimal("0.0002"), min=Decimal("0.00001"), doc="step between levels")
 
     def on_start(self) -> None:
-        # client order id -> [side, price]: plain JSON, handed over across reloads.
-        self.state.setdefault("orders", {})
+        # client order id -> [side, price]: plain JSON, handed over across reloads and kept
+        # across restarts. Orders that ended while this strategy was not running (cancelled at
+        # shutdown, say) are dropped; with none left, the grid is laid out afresh.
+        live = {o.client_order_id for o in self.open_orders}
+        orders = {cid: v for cid, v in self.state.get("orders", {}).items() if cid in live}
+        self.state["orders"] = orders
+        if not orders:
+            self.state["placed"] = False
 
     def on_quote(self, quote: Quote) -> None:
         if self.state.get("placed"):

@@ -95,3 +95,20 @@ async def test_dip_buyer_rules_file_trades() -> None:
     _, fills, _ = await run_example("dip_buyer", 1800, slow=True)
     assert any(f.side is Side.BUY for f in fills)
     assert_long_only(fills)
+
+
+async def test_grid_lays_out_again_after_a_restart_that_cancelled_its_orders() -> None:
+    rig = Rig()
+    async with rig.running():
+        first = rig.host.start(SHIPPED["grid"])
+        assert first is not None
+        await rig.advance(1.0)
+        saved = rig.host.states()["grid"]
+        rig.host.stop("grid", cancel_orders=True)  # what a shutdown does
+        await rig.settle()
+        assert rig.gateway.open_orders("grid") == []
+        rig.host.saved_states = {"grid": saved}  # what the journal hands the next run
+        second = rig.host.start(SHIPPED["grid"])
+        assert second is not None
+        await rig.advance(0.5)
+        assert len(rig.gateway.open_orders("grid")) == 6
