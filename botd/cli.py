@@ -18,6 +18,7 @@ from botd.health import check_heartbeat
 from botd.logs import Redactor, configure_logging
 from botd.operator import set_kill_switch
 from botd.settings import Settings, SettingsError, load_settings, render_settings
+from botd.simcli import add_sim_parser, run_sim_command
 from botd.store.commands import add_db_parser, run_db_command
 from botd.strategy.catalog import check_file, describe_folder
 
@@ -76,6 +77,7 @@ def _parser() -> argparse.ArgumentParser:
     config_flags(resume)
     resume.add_argument("--reason", default="operator released the kill switch (botd resume)")
     add_db_parser(sub)
+    add_sim_parser(sub)
     sub.add_parser("version", help="print the version")
     health = sub.add_parser("health", help="exit 0 if a running daemon's heartbeat is fresh")
     config_flags(health)
@@ -109,6 +111,8 @@ def run_cli(
     if args.command == "version":
         print(f"botd {_version()}", file=stdout)
         return EX_OK
+    if args.command == "sim":
+        return run_sim_command(args, stdout)
     try:
         settings = _load(args, environ)
     except SettingsError as exc:

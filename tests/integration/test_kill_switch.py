@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 from pathlib import Path
 
@@ -80,4 +81,6 @@ def test_kill_with_no_daemon_running_is_honoured_at_start(tmp_path: Path) -> Non
         daemon.kill()
     exported = run_cli(["db", "export", "--orders", "--data-dir", str(ws["data"])], cwd=tmp_path)
     assert exported.returncode == 0, exported.stderr
-    assert '"status": "rejected"' in exported.stdout or exported.stdout == ""
+    orders = [json.loads(line) for line in exported.stdout.splitlines()]
+    assert orders, "the strategy tried to trade"
+    assert all(o["status"] == "rejected" and o["reason"].startswith("HALTED") for o in orders)

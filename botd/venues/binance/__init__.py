@@ -1,0 +1,1 @@
+"""Binance Spot: signing, declared limits and error codes, wire schemas (WIRE_FACTS §1)."""
