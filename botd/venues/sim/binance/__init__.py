@@ -4,6 +4,6 @@ Written from the wire facts, independently of the Binance client adapter on purp
 misreading of the protocol would otherwise pass every test.
 """
 
-from botd.venues.sim.binance.server import BinanceSimulator, RateLimitConfig
+from botd.venues.sim.binance.server import BinanceSimulator, RateLimitConfig, StreamConfig
 
-__all__ = ["BinanceSimulator", "RateLimitConfig"]
+__all__ = ["BinanceSimulator", "RateLimitConfig", "StreamConfig"]

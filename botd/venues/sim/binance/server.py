@@ -39,10 +39,11 @@ from botd.venues.sim.binance.errors import (
     not_required,
 )
 from botd.venues.sim.binance.limits import RateLimitConfig, RateLimiter
+from botd.venues.sim.binance.streams import StreamConfig, StreamHub
 from botd.venues.sim.engine import EngineResult, MatchingEngine
 from botd.venues.sim.market import MarketGenerator, SymbolSpec, default_instruments
 
-__all__ = ["BinanceSimulator", "RateLimitConfig"]
+__all__ = ["BinanceSimulator", "RateLimitConfig", "StreamConfig"]
 
 _ZERO = Decimal(0)
 _NS_PER_MS = 1_000_000
@@ -176,6 +177,7 @@ class BinanceSimulator:
         taker_fee: Decimal = Decimal("0.001"),
         step_rate: float = 10.0,
         limits: RateLimitConfig | None = None,
+        streams: StreamConfig | None = None,
         venue: str = "binance",
     ) -> None:
         known = default_instruments(venue)
@@ -212,6 +214,13 @@ class BinanceSimulator:
         self._runner: web.AppRunner | None = None
         self._stepper: asyncio.Task[None] | None = None
         self._routes = self._route_table()
+        self._hub = StreamHub(
+            self._instruments,
+            depth=self._engine.depth,
+            update_id=self._update_ids.__getitem__,
+            now_ms=lambda: self._clock.time_ns() // _NS_PER_MS,
+            config=streams,
+        )
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -227,6 +236,7 @@ class BinanceSimulator:
             raise RuntimeError("already started")
         self.step()  # a book from the first request on
         app = web.Application()
+        self._hub.add_routes(app)  # before the catch-all REST route
         app.router.add_route("*", "/{tail:.*}", self._dispatch)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
@@ -257,6 +267,7 @@ class BinanceSimulator:
             result, _ = self._market.step(spec.symbol, ts)
             self._apply(result, ts // _NS_PER_MS)
             self._update_ids[spec.symbol] += 1
+            self._hub.publish(spec.symbol, result.trades, quote=True)
 
     async def _run_market(self) -> None:
         while True:
@@ -667,6 +678,7 @@ class BinanceSimulator:
         self._by_client[(account, inst.symbol, client_id)] = order.order_id
         fills = self._apply(result, now_ms)
         self._update_ids[inst.symbol] += 1
+        self._hub.publish(inst.symbol, result.trades, quote=False)
         ten_s, day = self._limiter.count_order(account, now_ms)
         req.headers["X-MBX-ORDER-COUNT-10S"] = str(ten_s)
         req.headers["X-MBX-ORDER-COUNT-1D"] = str(day)
@@ -852,6 +864,7 @@ class BinanceSimulator:
         )
         self._apply(result, req.now_ms)
         self._update_ids[order.symbol] += 1
+        self._hub.publish(order.symbol, result.trades, quote=False)
         return self._cancel_json(order, cancel_id, req.now_ms)
 
     def _open_records(self, account: str, symbol: str | None) -> list[_Order]:
@@ -872,6 +885,7 @@ class BinanceSimulator:
         result = self._engine.cancel_all(req.account, inst.symbol, req.now_ms * _NS_PER_MS)
         self._apply(result, req.now_ms)
         self._update_ids[inst.symbol] += 1
+        self._hub.publish(inst.symbol, result.trades, quote=False)
         return [self._cancel_json(o, self._new_client_id(), req.now_ms) for o in doomed]
 
     # -- account ------------------------------------------------------------------------------
