@@ -44,6 +44,7 @@ __all__ = [
     "AggTradeEvent",
     "BalanceEntry",
     "BalanceUpdate",
+    "BookTicker",
     "BookTickerEvent",
     "CombinedStream",
     "DepthSnapshot",
@@ -60,6 +61,7 @@ __all__ = [
     "OutboundAccountPosition",
     "QueryOrder",
     "ServerShutdown",
+    "ServerTime",
     "SymbolFilter",
     "SymbolInfo",
     "UnhandledEvent",
@@ -67,6 +69,8 @@ __all__ = [
     "WireError",
     "dec",
     "decode_account",
+    "decode_book_tickers",
+    "decode_cancel_open_orders",
     "decode_combined",
     "decode_depth",
     "decode_error",
@@ -76,6 +80,7 @@ __all__ = [
     "decode_open_orders",
     "decode_order_response",
     "decode_query_order",
+    "decode_server_time",
     "decode_user_event",
     "map_order_status",
 ]
@@ -490,6 +495,35 @@ class ErrorBody(msgspec.Struct, frozen=True):
     data: dict[str, int | str] | None = None
 
 
+class ServerTime(msgspec.Struct, frozen=True, rename="camel"):
+    """GET /api/v3/time."""
+
+    server_time: int
+
+
+class BookTicker(msgspec.Struct, frozen=True, rename="camel"):
+    """One element of GET /api/v3/ticker/bookTicker (the REST form; the stream form is
+    :class:`BookTickerEvent`). REST carries no time, so the receive time stands in."""
+
+    symbol: str
+    bid_price: str
+    bid_qty: str
+    ask_price: str
+    ask_qty: str
+
+    def to_quote(self, venue: str, ts_recv: int) -> Quote:
+        return Quote(
+            venue=venue,
+            symbol=self.symbol,
+            bid=dec(self.bid_price),
+            ask=dec(self.ask_price),
+            bid_size=dec(self.bid_qty),
+            ask_size=dec(self.ask_qty),
+            ts_event=ts_recv,
+            ts_recv=ts_recv,
+        )
+
+
 # --------------------------------------------------------------------------- market streams
 
 
@@ -796,6 +830,14 @@ decode_my_trades: Final = _decoder(
     msgspec.json.Decoder[tuple[MyTrade, ...]](tuple[MyTrade, ...]), "myTrades"
 )
 decode_error: Final = _struct(ErrorBody)
+decode_server_time: Final = _struct(ServerTime)
+decode_book_tickers: Final = _decoder(
+    msgspec.json.Decoder[tuple[BookTicker, ...]](tuple[BookTicker, ...]), "bookTickers"
+)
+# DELETE /api/v3/openOrders: one cancel response per order (botd places no order lists).
+decode_cancel_open_orders: Final = _decoder(
+    msgspec.json.Decoder[tuple[OrderResponse, ...]](tuple[OrderResponse, ...]), "cancelOpenOrders"
+)
 
 _book_ticker: Final = _struct(BookTickerEvent)
 _TaggedMarket = TradeEvent | AggTradeEvent | DepthUpdateEvent | KlineEvent | ServerShutdown
