@@ -628,15 +628,21 @@ class Journal:
                 while i < len(batch):
                     op = batch[i]
                     if op.sql is not None:
-                        # Consecutive identical statements (a burst of order upserts) go down
-                        # to the connection thread in one executemany call.
-                        j = i + 1
-                        while j < len(batch) and batch[j].sql == op.sql:
+                        # A run of plain statements goes down to the connection thread as one
+                        # executemany per statement. Each statement writes its own table, so
+                        # grouping them keeps every table's order (and the final state) while
+                        # an interleaved burst (order upserts and events) costs a few thread
+                        # hops instead of one per write.
+                        j = i
+                        groups: dict[str, list[Any]] = {}
+                        while j < len(batch) and batch[j].sql is not None:
+                            groups.setdefault(batch[j].sql, []).append(batch[j].params)  # type: ignore[arg-type]
                             j += 1
-                        if j - i == 1:
-                            await conn.execute(op.sql, op.params)
-                        else:
-                            await conn.executemany(op.sql, [o.params for o in batch[i:j]])
+                        for sql, params in groups.items():
+                            if len(params) == 1:
+                                await conn.execute(sql, params[0])
+                            else:
+                                await conn.executemany(sql, params)
                         i = j
                         continue
                     if op.run is not None:

@@ -420,3 +420,24 @@ async def test_open_rejects_a_file_that_is_not_a_database(tmp_path: Path, clock:
     path.write_bytes(b"this is not sqlite" * 100)
     with pytest.raises(JournalError, match="cannot open the journal"):
         await Journal.open(path, clock=clock)
+
+
+async def test_interleaved_writes_keep_each_tables_order_in_one_commit(journal: Journal) -> None:
+    from botd.model import OrderStatus
+
+    first = make_order("o-9", status=OrderStatus.ACCEPTED)
+    await journal.write_order(first)
+    commits = journal.commits
+    statuses = [OrderStatus.PARTIALLY_FILLED, OrderStatus.PENDING_CANCEL, OrderStatus.CANCELED]
+    order = first
+    for n, status in enumerate(statuses):
+        order = order.transition(status, n + 1)
+        journal.update_order(order)
+        journal.append_event("step", {"n": n, "status": status.value})
+    await journal.flush()
+    stored = await journal.order("o-9")
+    assert stored is not None
+    assert stored.status is OrderStatus.CANCELED
+    events = await journal.events(kinds=["step"])
+    assert [e.data["n"] for e in events] == [0, 1, 2]
+    assert journal.commits - commits == 1
