@@ -55,12 +55,3 @@ class TestBinanceContract(VenueContract):
 
     async def let_time_pass(self, venue: VenueAdapter, seconds: float) -> None:
         await self.clock.advance(seconds)
-
-    @pytest.mark.skip(
-        reason="needs the websocket market streams (trades); the REST stop-gap polls "
-        "bookTicker and yields quotes only"
-    )
-    async def test_market_data_yields_sane_quotes_and_trades_for_requested_symbols(
-        self, venue: VenueAdapter
-    ) -> None:
-        raise AssertionError("skipped")

@@ -75,6 +75,7 @@ def test_kill_with_no_daemon_running_is_honoured_at_start(tmp_path: Path) -> Non
     try:
         ready = daemon.wait_for(lambda r: r["event"] == "botd ready")
         assert ready["trading"] == "halted"
+        daemon.wait_for(lambda r: r["event"] == "order denied before sending")
         daemon.signal(signal.SIGTERM)
         assert daemon.wait(timeout=10) == 0
     finally:

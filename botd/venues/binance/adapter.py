@@ -10,8 +10,8 @@ adapter can derive from its own REST replies:
 
 Fills of a resting order that happen *later* are therefore not streamed yet; the gateway's
 reconciliation finds them through :meth:`fills` (deduplicated by trade id). Likewise
-:meth:`market_data` polls ``/api/v3/ticker/bookTicker`` every ``poll_interval_s`` of clock time
-and yields quotes only: a stop-gap until the websocket stream client lands.
+:meth:`market_data` reads the combined websocket market stream
+(:mod:`botd.venues.binance.stream`).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import aiohttp
 import msgspec
 
 from botd.clock import Clock
-from botd.errors import ConfigError, OrderRejected, RateLimited, TransientVenueError
+from botd.errors import ConfigError, OrderRejected, TransientVenueError
 from botd.model import (
     Balance,
     ExecutionReport,
@@ -50,7 +50,6 @@ from botd.venues.binance.schemas import (
     WireError,
     dec,
     decode_account,
-    decode_book_tickers,
     decode_cancel_open_orders,
     decode_exchange_info,
     decode_my_trades,
@@ -59,6 +58,7 @@ from botd.venues.binance.schemas import (
     decode_query_order,
     map_order_status,
 )
+from botd.venues.binance.stream import BinanceMarketStream, ws_base_from_rest
 
 __all__ = ["BinanceAdapter"]
 
@@ -100,6 +100,9 @@ class BinanceAdapter:
         timeout_s: float = 10.0,
         poll_interval_s: float = 0.5,
         on_usage: UsageCallback | None = None,
+        ws_url: str | None = None,
+        book_depth: bool = False,
+        stale_after_s: float = 10.0,
     ) -> None:
         if not symbols:
             raise ConfigError("the Binance venue needs at least one symbol")
@@ -116,6 +119,10 @@ class BinanceAdapter:
             on_usage=on_usage,
         )
         self._poll_interval_s = poll_interval_s
+        self._session = session
+        self._ws_url = ws_url or ws_base_from_rest(base_url)
+        self._book_depth = book_depth
+        self._stale_after_s = stale_after_s
         self._instruments: dict[str, Instrument] = {}
         # venue orderId -> our client order id, learnt from submits, queries and listings;
         # myTrades names only the venue's id.
@@ -168,43 +175,25 @@ class BinanceAdapter:
     # -- streams ------------------------------------------------------------------------------
 
     async def market_data(self, symbols: Sequence[str]) -> AsyncIterator[MarketEvent]:
-        """Quotes from polling ``GET /api/v3/ticker/bookTicker`` (one request for all
-        ``symbols``) every ``poll_interval_s``; a quote is yielded when the top of book
-        changed. Stop-gap until the websocket stream client lands: no trades, no depth."""
+        """Quotes (on change) and trades from the combined websocket stream at ``ws_url``
+        (default: the REST base with http->ws), plus a local order book (snapshot, then
+        deltas) when ``book_depth`` is on. One call is one connection: its loss or staleness
+        raises ``TransientVenueError`` and the caller reconnects."""
         wanted = [s for s in dict.fromkeys(symbols) if s in self._instruments]
         if not wanted:
             return
-        params = {"symbols": msgspec.json.encode(wanted).decode()}
-        last: dict[str, tuple[Decimal, Decimal, Decimal, Decimal]] = {}
-        while True:
-            try:
-                body = await self._http.get(
-                    f"{_API}/ticker/bookTicker", params, False, "market.book_ticker"
-                )
-                ts_recv = self._clock.time_ns()
-                tickers = decode_book_tickers(body)
-            except RateLimited as exc:
-                log.warning("Binance bookTicker poll rate limited: %s", exc)
-                await self._clock.sleep(max(exc.retry_after or 0.0, self._poll_interval_s))
-                continue
-            except (TransientVenueError, WireError) as exc:
-                log.warning("Binance bookTicker poll failed: %s", exc)
-                await self._clock.sleep(self._poll_interval_s)
-                continue
-            for ticker in tickers:
-                if ticker.symbol not in wanted:
-                    continue
-                try:
-                    quote = ticker.to_quote(self._name, ts_recv)
-                except WireError as exc:
-                    log.warning("Binance bookTicker for %s malformed: %s", ticker.symbol, exc)
-                    continue
-                top = (quote.bid, quote.ask, quote.bid_size, quote.ask_size)
-                if quote.bid <= 0 or quote.ask <= 0 or last.get(ticker.symbol) == top:
-                    continue  # an empty side, or nothing new
-                last[ticker.symbol] = top
-                yield quote
-            await self._clock.sleep(self._poll_interval_s)
+        stream = BinanceMarketStream(
+            ws_base=self._ws_url,
+            http=self._http,
+            clock=self._clock,
+            venue=self._name,
+            symbols=wanted,
+            session=self._session,
+            depth=self._book_depth,
+            stale_after_s=self._stale_after_s,
+        )
+        async for event in stream.events():
+            yield event
 
     async def executions(self) -> AsyncIterator[ExecutionReport]:
         while True:
