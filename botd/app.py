@@ -15,7 +15,7 @@ import structlog
 
 from botd.bus import Bus
 from botd.clock import Clock
-from botd.errors import ConfigError
+from botd.errors import AuthError, ConfigError, TransientVenueError
 from botd.feeds.bars import BarAggregator
 from botd.feeds.runner import FeedRunner
 from botd.gateway import Gateway, GatewayConfig
@@ -32,6 +32,7 @@ from botd.store import DB_FILENAME, Journal, JournalError
 from botd.strategy.host import HostLimits, StrategyHost, StrategyStatus
 from botd.strategy.manager import StrategyManager
 from botd.venues.base import VenueAdapter
+from botd.venues.registry import build_venue
 from botd.venues.sim.paper import PaperVenue, UnknownSymbol
 
 __all__ = [
@@ -64,6 +65,10 @@ VenueWrapper = Callable[[VenueAdapter], VenueAdapter]
 
 class DataDirLocked(RuntimeError):
     pass
+
+
+class VenueUnavailable(RuntimeError):
+    """A venue could not be reached at start-up: exit 75 and let the supervisor retry."""
 
 
 def _limits(src: RiskLimitSettings) -> RiskLimits:
@@ -148,6 +153,13 @@ class Daemon:
         if self._venue_wrapper is not None:
             paper = self._venue_wrapper(paper)
         self.venues[paper.name] = paper
+        for name, cfg in s.venues.items():
+            if not cfg.enabled:
+                self.log.info("venue configured but disabled", venue=name)
+                continue
+            if name == paper.name:
+                raise ConfigError(f"venues.{name}: the name {name!r} is the built-in paper venue")
+            self.venues[name] = build_venue(name, cfg, self.clock)
 
         view = LiveRiskView()
         self.risk = RiskEngine(
@@ -198,14 +210,19 @@ class Daemon:
             self.clock, warn_ms=rt.loop_lag_warn_ms, suspect=lambda: self.host.last_overrun
         )
         rng = random.Random(s.paper.seed)
+        symbols_of = {paper.name: list(s.paper.symbols)}
+        symbols_of.update(
+            {name: list(cfg.symbols) for name, cfg in s.venues.items() if cfg.enabled}
+        )
         self.feeds = [
             FeedRunner(
-                adapter=paper,
-                symbols=s.paper.symbols,
+                adapter=adapter,
+                symbols=symbols_of[name],
                 bus=self.bus,
                 clock=self.clock,
                 rng=rng,
             )
+            for name, adapter in self.venues.items()
         ]
         self.bus.subscribe(Fill, self._count_fill, name="daemon.fill_counter")
 
@@ -256,7 +273,10 @@ class Daemon:
                 self.log.error("cannot open the journal", error=str(exc))
                 return EX_IOERR
             self._build(self.journal)
-            code = await self._supervise(self.journal)
+            try:
+                code = await self._supervise(self.journal)
+            except VenueUnavailable:
+                code = EX_TEMPFAIL
         finally:
             for task in self._background:
                 task.cancel()
@@ -332,8 +352,16 @@ class Daemon:
             data_dir=str(self.settings.daemon.data_dir),
         )
         await self._restore(journal)
-        for venue in self.venues.values():
-            await venue.connect()
+        for name, venue in self.venues.items():
+            try:
+                await venue.connect()
+            except AuthError as exc:
+                raise ConfigError(
+                    f"venues.{name}: the venue refused our credentials: {exc}"
+                ) from None
+            except (TransientVenueError, OSError, TimeoutError) as exc:
+                self.log.error("venue unreachable at start-up", venue=name, error=str(exc))
+                raise VenueUnavailable(name) from exc
         try:
             async with asyncio.TaskGroup() as tg:
                 gateway_task = tg.create_task(self.gateway.run(), name="gateway")

@@ -186,12 +186,15 @@ class GatewaySettings(BaseModel):
 class VenueSettings(BaseModel):
     model_config = _MODEL_CONFIG
 
-    kind: str = Field(min_length=1)
+    kind: Literal["binance"]  # the adapters botd has; see botd/venues/registry.py
+    enabled: bool = True
     api_key: SecretStr | None = None
     api_secret: SecretStr | None = None
     passphrase: SecretStr | None = None
     base_url: str | None = None
+    stream_url: str | None = None  # derived from base_url when unset
     testnet: bool = True
+    symbols: list[str] = Field(default_factory=list)
 
 
 class Settings(BaseSettings):

@@ -43,9 +43,9 @@ class Leaky(Strategy):
 
 def workspace(tmp_path: Path) -> tuple[dict[str, Path], dict[str, str]]:
     config = FAST_CONFIG + (
-        '\n[venues.kraken]\nkind = "kraken"\n'
+        '\n[venues.kraken]\nkind = "binance"\nenabled = false\n'
         f'api_key = "{CANARY_TOML}"\n'
-        '\n[venues.binance]\nkind = "binance"\n'
+        '\n[venues.binance]\nkind = "binance"\nenabled = false\n'
     )
     ws = make_workspace(tmp_path, config)
     (ws["strategies"] / "leaky.py").write_text(LEAKY_STRATEGY)
@@ -106,7 +106,7 @@ def test_canaries_never_appear_in_any_output(tmp_path: Path) -> None:
 
     # A secret that is itself invalid (a number where a string is expected) is not echoed.
     ws["config"].write_text(
-        FAST_CONFIG + '\n[venues.kraken]\nkind = "kraken"\napi_key = 71937193719371937193\n'
+        FAST_CONFIG + '\n[venues.kraken]\nkind = "binance"\napi_key = 71937193719371937193\n'
     )
     bad_secret = run_cli(["check-config", "--config", str(ws["config"])], cwd=tmp_path)
     assert bad_secret.returncode == 78

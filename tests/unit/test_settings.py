@@ -147,7 +147,7 @@ def test_default_secrets_dirs_use_credentials_directory(
 def test_secret_file_content_keeps_all_but_one_trailing_newline(tmp_path: Path) -> None:
     s = load(
         tmp_path,
-        toml='[venues.x]\nkind = "sim"\n',
+        toml='[venues.x]\nkind = "binance"\n',
         secrets={"venues__x__api_secret": "ab cd\n\n", "venues__x__passphrase": "p\r\n"},
     )
     assert s.venues["x"].api_secret is not None
@@ -271,7 +271,7 @@ def test_every_problem_reported_once_per_line(tmp_path: Path) -> None:
         ("[paper]\nevent_rate = 0\n", "greater than 0"),
         ("[daemon]\nheartbeat_interval = 61\n", "less than or equal to 60"),
         ('[venues.Binance]\nkind = "binance"\n', "lower-case"),
-        ('[venues.binance]\nkind = ""\n', "at least 1 character"),
+        ('[venues.binance]\nkind = ""\n', "Input should be 'binance'"),
     ],
 )
 def test_value_constraints(tmp_path: Path, toml: str, fragment: str) -> None:
@@ -408,8 +408,8 @@ def test_secret_not_in_repr_str_dump_or_render(tmp_path: Path) -> None:
 def test_secret_values_walks_the_whole_tree(tmp_path: Path) -> None:
     s = load(
         tmp_path,
-        toml='[venues.a]\nkind = "sim"\napi_key = "AAAA-key"\napi_secret = ""\n'
-        '[venues.b]\nkind = "sim"\npassphrase = "BBBB-pass"\n',
+        toml='[venues.a]\nkind = "binance"\napi_key = "AAAA-key"\napi_secret = ""\n'
+        '[venues.b]\nkind = "binance"\npassphrase = "BBBB-pass"\n',
         secrets={"venues__b__api_secret": CANARY},
     )
     assert sorted(s.secret_values()) == sorted(["AAAA-key", "BBBB-pass", CANARY])
