@@ -159,7 +159,7 @@ class Daemon:
                 continue
             if name == paper.name:
                 raise ConfigError(f"venues.{name}: the name {name!r} is the built-in paper venue")
-            self.venues[name] = build_venue(name, cfg, self.clock)
+            self.venues[name] = build_venue(name, cfg, self.clock, self._usage_sink(name))
 
         view = LiveRiskView()
         self.risk = RiskEngine(
@@ -225,6 +225,16 @@ class Daemon:
             for name, adapter in self.venues.items()
         ]
         self.bus.subscribe(Fill, self._count_fill, name="daemon.fill_counter")
+
+    def _usage_sink(self, venue: str) -> Callable[[dict[str, int], int], None]:
+        """Feeds a venue's own rate-limit counters (response headers) to its limiter."""
+
+        def adopt(usage: dict[str, int], sent_ns: int) -> None:
+            throttle = self.gateway.throttle(venue)
+            for pool, used in usage.items():
+                throttle.observe(pool, used, sent_ns)
+
+        return adopt
 
     def _count_fill(self, _: Fill) -> None:
         self._fills += 1

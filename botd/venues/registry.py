@@ -2,25 +2,36 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from botd.clock import Clock
 from botd.errors import ConfigError
 from botd.settings import VenueSettings
 from botd.venues.base import VenueAdapter
 
-__all__ = ["KINDS", "build_venue"]
+__all__ = ["KINDS", "UsageSink", "build_venue"]
 
 KINDS = ("binance",)
 
 
-def build_venue(name: str, cfg: VenueSettings, clock: Clock) -> VenueAdapter:
+# Server-reported usage per pool, and when the request was sent (ns): the gateway's limiter
+# adopts these counts, so several processes on one IP share one budget.
+UsageSink = Callable[[dict[str, int], int], None]
+
+
+def build_venue(
+    name: str, cfg: VenueSettings, clock: Clock, on_usage: UsageSink | None = None
+) -> VenueAdapter:
     if cfg.kind == "binance":
-        return _binance(name, cfg, clock)
+        return _binance(name, cfg, clock, on_usage)
     raise ConfigError(
         f"venues.{name}.kind: unknown venue kind {cfg.kind!r} (botd knows: {', '.join(KINDS)})"
     )
 
 
-def _binance(name: str, cfg: VenueSettings, clock: Clock) -> VenueAdapter:
+def _binance(
+    name: str, cfg: VenueSettings, clock: Clock, on_usage: UsageSink | None
+) -> VenueAdapter:
     # Imported here: the paper-only daemon never loads the network stack.
     from botd.venues.binance.adapter import BinanceAdapter
     from botd.venues.binance.auth import HmacSigner
@@ -42,4 +53,5 @@ def _binance(name: str, cfg: VenueSettings, clock: Clock) -> VenueAdapter:
         signer=HmacSigner(cfg.api_key, cfg.api_secret),
         clock=clock,
         symbols=cfg.symbols,
+        on_usage=on_usage,
     )
