@@ -27,7 +27,7 @@ from botd.operator import take_request
 from botd.risk import RiskEngine, RiskLimits, TradingState
 from botd.schedule import Scheduler
 from botd.sdnotify import SdNotifier, run_watchdog
-from botd.settings import RiskLimitSettings, Settings
+from botd.settings import RiskLimitSettings, RiskSettings, Settings
 from botd.store import DB_FILENAME, Journal, JournalError
 from botd.strategy.host import HostLimits, StrategyHost, StrategyStatus
 from botd.strategy.manager import StrategyManager
@@ -72,14 +72,19 @@ class VenueUnavailable(RuntimeError):
 
 
 def _limits(src: RiskLimitSettings) -> RiskLimits:
+    """Settings to risk limits. The fat-finger band and quote age are global only
+    (``RiskSettings``); a strategy's own limits carry none."""
+    band, quote_age = (
+        (src.price_band, src.max_quote_age) if isinstance(src, RiskSettings) else (None, None)
+    )
     return RiskLimits(
         max_order_notional=src.max_order_notional,
         max_position=src.max_position,
         max_open_orders=src.max_open_orders,
         max_orders_per_minute=src.max_orders_per_minute,
         max_daily_loss=src.max_daily_loss,
-        price_band=None,
-        max_quote_age_s=None,
+        price_band=band,
+        max_quote_age_s=quote_age,
     )
 
 
@@ -165,7 +170,7 @@ class Daemon:
         self.risk = RiskEngine(
             clock=self.clock,
             view=view,
-            limits=_global_limits(s),
+            limits=_limits(s.risk),
             strategy_limits={sid: _limits(x) for sid, x in s.risk.per_strategy.items()},
         )
         self.gateway = Gateway(
@@ -552,16 +557,3 @@ class Daemon:
             )
         except OSError as exc:
             self.log.warning("heartbeat write failed", error=str(exc))
-
-
-def _global_limits(s: Settings) -> RiskLimits:
-    base = _limits(s.risk)
-    return RiskLimits(
-        max_order_notional=base.max_order_notional,
-        max_position=base.max_position,
-        max_open_orders=base.max_open_orders,
-        max_orders_per_minute=base.max_orders_per_minute,
-        max_daily_loss=base.max_daily_loss,
-        price_band=s.risk.price_band,
-        max_quote_age_s=s.risk.max_quote_age,
-    )

@@ -149,7 +149,7 @@ class Rig:
             if hasattr(self, "journal") and self.journal.healthy:
                 with contextlib.suppress(JournalError):  # a failing journal is a test subject
                     await self.journal.flush()
-            if not self.gateway.busy_sending and not self.paper._reports.qsize():
+            if not self.gateway.busy_sending and not self.paper.pending_reports:
                 break
             await asyncio.sleep(0.001)
 
@@ -162,6 +162,12 @@ class Rig:
 
     def host_ids(self) -> list[str]:
         return ["default", *self.host_overrides]
+
+    def resting_buy_price(self, symbol: str = "BTCUSDT", fraction: str = "0.9") -> Decimal:
+        """A limit price far enough below the bid that the order rests."""
+        quote = self.gateway.last_quote("paper", symbol)
+        assert quote is not None, "no quote yet: advance the rig first"
+        return (quote.bid * Decimal(fraction)).quantize(Decimal("0.01"))
 
     def statuses(self, client_order_id: str) -> list[str]:
         return [u.status.value for u in self.updates if u.client_order_id == client_order_id]

@@ -80,9 +80,7 @@ class SMA:
     def __init__(self, period: int) -> None:
         self.period = _check_int("period", period, 1)
         self._window: deque[float] = deque()
-        self._sum = 0.0
-        self._evictions = 0
-        self.value: float | None = None
+        self.reset()
 
     def __repr__(self) -> str:
         return f"SMA(period={self.period})"
@@ -91,7 +89,7 @@ class SMA:
         self._window.clear()
         self._sum = 0.0
         self._evictions = 0
-        self.value = None
+        self.value: float | None = None
 
     def update(self, x: Number) -> float | None:
         v = float(x)
@@ -119,14 +117,14 @@ class EMA:
         self.period = _check_int("period", period, 1)
         self._alpha = 2.0 / (period + 1)
         self._seed = SMA(period)
-        self.value: float | None = None
+        self.reset()
 
     def __repr__(self) -> str:
         return f"EMA(period={self.period})"
 
     def reset(self) -> None:
         self._seed.reset()
-        self.value = None
+        self.value: float | None = None
 
     def update(self, x: Number) -> float | None:
         v = float(x)
@@ -154,10 +152,7 @@ class WMA:
         self.period = _check_int("period", period, 1)
         self._denominator = period * (period + 1) / 2.0
         self._window: deque[float] = deque()
-        self._sum = 0.0
-        self._numerator = 0.0
-        self._since_resync = 0
-        self.value: float | None = None
+        self.reset()
 
     def __repr__(self) -> str:
         return f"WMA(period={self.period})"
@@ -167,7 +162,7 @@ class WMA:
         self._sum = 0.0
         self._numerator = 0.0
         self._since_resync = 0
-        self.value = None
+        self.value: float | None = None
 
     def update(self, x: Number) -> float | None:
         v = float(x)
@@ -205,21 +200,17 @@ class RSI:
 
     def __init__(self, period: int = 14) -> None:
         self.period = _check_int("period", period, 1)
-        self._prev: float | None = None
-        self._changes = 0
-        self._avg_gain = 0.0
-        self._avg_loss = 0.0
-        self.value: float | None = None
+        self.reset()
 
     def __repr__(self) -> str:
         return f"RSI(period={self.period})"
 
     def reset(self) -> None:
-        self._prev = None
+        self._prev: float | None = None
         self._changes = 0
         self._avg_gain = 0.0
         self._avg_loss = 0.0
-        self.value = None
+        self.value: float | None = None
 
     def update(self, x: Number) -> float | None:
         v = float(x)
@@ -270,7 +261,7 @@ class MACD:
         self._fast = EMA(fast)
         self._slow = EMA(slow)
         self._signal = EMA(signal)
-        self.value: MACDValue | None = None
+        self.reset()
 
     def __repr__(self) -> str:
         return f"MACD(fast={self.fast}, slow={self.slow}, signal={self.signal})"
@@ -279,7 +270,7 @@ class MACD:
         self._fast.reset()
         self._slow.reset()
         self._signal.reset()
-        self.value = None
+        self.value: MACDValue | None = None
 
     def update(self, x: Number) -> MACDValue | None:
         v = float(x)
@@ -312,11 +303,7 @@ class StdDev:
         if ddof >= period:
             raise ValueError(f"ddof ({ddof}) must be less than period ({period})")
         self._window: deque[float] = deque()
-        self._shift = 0.0  # values are tracked as offsets from this reference
-        self._mean = 0.0  # mean of the offsets
-        self._m2 = 0.0
-        self._since_resync = 0
-        self.value: float | None = None
+        self.reset()
 
     def __repr__(self) -> str:
         return f"StdDev(period={self.period}, ddof={self.ddof})"
@@ -332,7 +319,7 @@ class StdDev:
         self._mean = 0.0
         self._m2 = 0.0
         self._since_resync = 0
-        self.value = None
+        self.value: float | None = None
 
     def update(self, x: Number) -> float | None:
         v = float(x)
@@ -387,14 +374,14 @@ class BollingerBands:
             raise ValueError(f"k must be a positive finite number, got {k!r}")
         self.k = k
         self._std = StdDev(period, ddof=0)
-        self.value: Bands | None = None
+        self.reset()
 
     def __repr__(self) -> str:
         return f"BollingerBands(period={self.period}, k={self.k})"
 
     def reset(self) -> None:
         self._std.reset()
-        self.value = None
+        self.value: Bands | None = None
 
     def update(self, x: Number) -> Bands | None:
         std = self._std.update(x)
@@ -418,19 +405,16 @@ class ATR:
 
     def __init__(self, period: int = 14) -> None:
         self.period = _check_int("period", period, 1)
-        self._prev_close: float | None = None
-        self._bars = 0
-        self._sum = 0.0
-        self.value: float | None = None
+        self.reset()
 
     def __repr__(self) -> str:
         return f"ATR(period={self.period})"
 
     def reset(self) -> None:
-        self._prev_close = None
+        self._prev_close: float | None = None
         self._bars = 0
         self._sum = 0.0
-        self.value = None
+        self.value: float | None = None
 
     def update(self, high: Number, low: Number, close: Number) -> float | None:
         h, lo, c = float(high), float(low), float(close)
@@ -461,11 +445,7 @@ class VWAP:
     def __init__(self, period: int | None = None) -> None:
         self.period = None if period is None else _check_int("period", period, 1)
         self._window: deque[tuple[float, float]] = deque()
-        self._pv = 0.0
-        self._volume = 0.0
-        self._nonzero = 0  # updates in the window with volume > 0 (exact, unlike the float sum)
-        self._since_resync = 0
-        self.value: float | None = None
+        self.reset()
 
     def __repr__(self) -> str:
         return "VWAP()" if self.period is None else f"VWAP(period={self.period})"
@@ -476,7 +456,7 @@ class VWAP:
         self._volume = 0.0
         self._nonzero = 0
         self._since_resync = 0
-        self.value = None
+        self.value: float | None = None
 
     def update(self, price: Number, volume: Number) -> float | None:
         p, v = float(price), float(volume)
@@ -521,8 +501,7 @@ class _RollingExtreme:
         self.period = _check_int("period", period, 1)
         self._is_max = is_max
         self._deque: deque[tuple[int, float]] = deque()
-        self._count = 0
-        self.value: float | None = None
+        self.reset()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(period={self.period})"
@@ -530,7 +509,7 @@ class _RollingExtreme:
     def reset(self) -> None:
         self._deque.clear()
         self._count = 0
-        self.value = None
+        self.value: float | None = None
 
     def update(self, x: Number) -> float | None:
         v = float(x)
@@ -579,7 +558,7 @@ class DonchianChannel:
         self.period = _check_int("period", period, 1)
         self._high = RollingMax(period)
         self._low = RollingMin(period)
-        self.value: Channel | None = None
+        self.reset()
 
     def __repr__(self) -> str:
         return f"DonchianChannel(period={self.period})"
@@ -587,7 +566,7 @@ class DonchianChannel:
     def reset(self) -> None:
         self._high.reset()
         self._low.reset()
-        self.value = None
+        self.value: Channel | None = None
 
     def update(self, high: Number, low: Number) -> Channel | None:
         upper = self._high.update(high)
@@ -609,14 +588,14 @@ class ROC:
     def __init__(self, period: int) -> None:
         self.period = _check_int("period", period, 1)
         self._window: deque[float] = deque(maxlen=period + 1)
-        self.value: float | None = None
+        self.reset()
 
     def __repr__(self) -> str:
         return f"ROC(period={self.period})"
 
     def reset(self) -> None:
         self._window.clear()
-        self.value = None
+        self.value: float | None = None
 
     def update(self, x: Number) -> float | None:
         v = float(x)

@@ -561,17 +561,7 @@ class TradeEvent(msgspec.Struct, frozen=True, tag_field="e", tag="trade"):
     buyer_is_maker: bool = msgspec.field(name="m")
 
     def to_trade(self, venue: str, ts_recv: int) -> Trade:
-        return Trade(
-            venue=venue,
-            symbol=self.symbol,
-            price=dec(self.price),
-            size=dec(self.qty),
-            # The buyer resting means the seller crossed the spread: the aggressor sold.
-            side=Side.SELL if self.buyer_is_maker else Side.BUY,
-            trade_id=str(self.trade_id),
-            ts_event=self.trade_time * _MS,
-            ts_recv=ts_recv,
-        )
+        return _trade(self, venue, str(self.trade_id), ts_recv)
 
 
 class AggTradeEvent(msgspec.Struct, frozen=True, tag_field="e", tag="aggTrade"):
@@ -586,17 +576,22 @@ class AggTradeEvent(msgspec.Struct, frozen=True, tag_field="e", tag="aggTrade"):
     buyer_is_maker: bool = msgspec.field(name="m")
 
     def to_trade(self, venue: str, ts_recv: int) -> Trade:
-        return Trade(
-            venue=venue,
-            symbol=self.symbol,
-            price=dec(self.price),
-            size=dec(self.qty),
-            side=Side.SELL if self.buyer_is_maker else Side.BUY,
-            # Aggregate ids are their own sequence, distinct from @trade ids.
-            trade_id=str(self.agg_id),
-            ts_event=self.trade_time * _MS,
-            ts_recv=ts_recv,
-        )
+        # Aggregate ids are their own sequence, distinct from @trade ids.
+        return _trade(self, venue, str(self.agg_id), ts_recv)
+
+
+def _trade(event: TradeEvent | AggTradeEvent, venue: str, trade_id: str, ts_recv: int) -> Trade:
+    return Trade(
+        venue=venue,
+        symbol=event.symbol,
+        price=dec(event.price),
+        size=dec(event.qty),
+        # The buyer resting means the seller crossed the spread: the aggressor sold.
+        side=Side.SELL if event.buyer_is_maker else Side.BUY,
+        trade_id=trade_id,
+        ts_event=event.trade_time * _MS,
+        ts_recv=ts_recv,
+    )
 
 
 class DepthUpdateEvent(msgspec.Struct, frozen=True, tag_field="e", tag="depthUpdate"):

@@ -144,6 +144,11 @@ class PaperVenue:
         return self._capabilities
 
     @property
+    def pending_reports(self) -> int:
+        """Execution reports produced but not yet read from :meth:`executions`."""
+        return self._reports.qsize()
+
+    @property
     def engine(self) -> MatchingEngine:
         """The engine; a restoring ``connect()`` replaces it with one rebuilt from the file."""
         return self._engine

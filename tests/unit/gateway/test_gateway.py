@@ -48,9 +48,7 @@ async def test_resting_limit_then_cancel_releases_funds() -> None:
     rig = Rig()
     async with rig.running():
         await rig.advance(0.2)
-        quote = rig.gateway.last_quote("paper", "BTCUSDT")
-        assert quote is not None
-        price = (quote.bid * D("0.9")).quantize(D("0.01"))
+        price = rig.resting_buy_price()
         cid = rig.gateway.submit(intent(type=OrderType.LIMIT, price=price))
         await rig.settle()
         assert rig.gateway.order(cid).status is OrderStatus.ACCEPTED  # type: ignore[union-attr]
@@ -183,9 +181,7 @@ async def test_ioc_limit_expires_unfilled_remainder() -> None:
     rig = Rig()
     async with rig.running():
         await rig.advance(0.2)
-        quote = rig.gateway.last_quote("paper", "BTCUSDT")
-        assert quote is not None
-        far = (quote.bid * D("0.5")).quantize(D("0.01"))
+        far = rig.resting_buy_price(fraction="0.5")
         cid = rig.gateway.submit(intent(type=OrderType.LIMIT, price=far, tif=TimeInForce.IOC))
         await rig.settle()
     assert rig.statuses(cid)[-1] == "expired"

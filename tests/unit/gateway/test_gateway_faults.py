@@ -80,9 +80,7 @@ async def test_cancel_for_an_unknown_order_waits_for_resolution() -> None:
     rig = Rig(faults=plan)
     async with rig.running():
         await rig.advance(0.2)
-        quote = rig.gateway.last_quote("paper", "BTCUSDT")
-        assert quote is not None
-        price = (quote.bid * D("0.9")).quantize(D("0.01"))
+        price = rig.resting_buy_price()
         cid = rig.gateway.submit(intent(type=OrderType.LIMIT, price=price))
         await rig.settle()
         assert rig.gateway.order(cid).status is OrderStatus.UNKNOWN  # type: ignore[union-attr]
@@ -106,9 +104,7 @@ async def test_cancel_requested_while_unknown_is_sent_once_the_order_is_found() 
     rig = Rig(faults=plan)
     async with rig.running():
         await rig.advance(0.2)
-        quote = rig.gateway.last_quote("paper", "BTCUSDT")
-        assert quote is not None
-        price = (quote.bid * D("0.9")).quantize(D("0.01"))
+        price = rig.resting_buy_price()
         cid = rig.gateway.submit(intent(type=OrderType.LIMIT, price=price))
         await rig.settle()
         if rig.gateway.order(cid).status is OrderStatus.UNKNOWN:  # type: ignore[union-attr]
@@ -164,9 +160,7 @@ async def test_dropped_stream_is_recovered_from_the_venue() -> None:
     rig = Rig(faults=plan)
     async with rig.running():
         await rig.advance(0.2)
-        quote = rig.gateway.last_quote("paper", "BTCUSDT")
-        assert quote is not None
-        price = (quote.bid * D("0.9")).quantize(D("0.01"))
+        price = rig.resting_buy_price()
         cid = rig.gateway.submit(intent(type=OrderType.LIMIT, price=price))
         with structlog.testing.capture_logs() as logs:
             await rig.advance(5.0)
@@ -211,11 +205,9 @@ async def test_kill_switch_cancels_a_symbol_in_one_request_and_logs_events() -> 
     rig = Rig(faults=FaultPlan([]))
     async with rig.running():
         await rig.advance(0.2)
-        quote = rig.gateway.last_quote("paper", "BTCUSDT")
-        assert quote is not None
         ids = [
             rig.gateway.submit(
-                intent(type=OrderType.LIMIT, price=(quote.bid * D(f"0.9{i}")).quantize(D("0.01")))
+                intent(type=OrderType.LIMIT, price=rig.resting_buy_price(fraction=f"0.9{i}"))
             )
             for i in range(3)
         ]

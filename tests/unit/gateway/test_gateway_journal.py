@@ -2,7 +2,6 @@
 cancel-only."""
 
 import sqlite3
-from decimal import Decimal as D
 
 from botd.gateway import Alert
 from botd.model import OrderStatus, OrderType
@@ -17,11 +16,7 @@ async def test_failed_journal_write_sends_nothing_and_leaves_cancel_only() -> No
     rig.bus.subscribe(Alert, alerts.append)
     async with rig.running():
         await rig.advance(0.2)
-        quote = rig.gateway.last_quote("paper", "BTCUSDT")
-        assert quote is not None
-        resting = rig.gateway.submit(
-            intent(type=OrderType.LIMIT, price=(quote.bid * D("0.9")).quantize(D("0.01")))
-        )
+        resting = rig.gateway.submit(intent(type=OrderType.LIMIT, price=rig.resting_buy_price()))
         await rig.settle()
         assert rig.gateway.order(resting).status is OrderStatus.ACCEPTED  # type: ignore[union-attr]
 
