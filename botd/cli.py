@@ -13,10 +13,11 @@ from typing import Any, TextIO
 
 from botd.app import EX_CONFIG, EX_OK, EX_SOFTWARE, Daemon
 from botd.clock import LiveClock
-from botd.errors import ConfigError
+from botd.errors import AuthError, ConfigError
 from botd.health import check_heartbeat
 from botd.logs import Redactor, configure_logging
 from botd.operator import set_kill_switch
+from botd.recordcli import add_record_parser, run_record
 from botd.settings import Settings, SettingsError, load_settings, render_settings
 from botd.simcli import add_sim_parser, run_sim_command
 from botd.store.commands import add_db_parser, run_db_command
@@ -78,6 +79,7 @@ def _parser() -> argparse.ArgumentParser:
     resume.add_argument("--reason", default="operator released the kill switch (botd resume)")
     add_db_parser(sub)
     add_sim_parser(sub)
+    config_flags(add_record_parser(sub))
     sub.add_parser("version", help="print the version")
     health = sub.add_parser("health", help="exit 0 if a running daemon's heartbeat is fresh")
     config_flags(health)
@@ -132,6 +134,8 @@ def run_cli(
         return run_db_command(args, settings.daemon.data_dir, stdout, stderr)
     if args.command == "strategies":
         return _strategies(args, settings, stdout, stderr)
+    if args.command == "record":
+        return _record(args, settings, stdout, stderr)
     if args.command == "health":
         ok, message = check_heartbeat(settings.daemon.data_dir, LiveClock().time_ns(), args.max_age)
         print(message, file=stdout if ok else stderr)
@@ -173,6 +177,22 @@ def _strategies(
     if args.strategies_command == "check" and not bad:
         print(f"{args.file}: OK ({len(infos)} strategies)", file=stderr)
     return EX_DATAERR if bad else EX_OK
+
+
+def _record(args: argparse.Namespace, settings: Settings, stdout: TextIO, stderr: TextIO) -> int:
+    secrets = settings.secret_values()
+    configure_logging(settings.log.level, settings.log.format, secrets, stderr)
+    redactor = Redactor(secrets)
+    try:
+        return asyncio.run(run_record(args, settings, LiveClock(), stdout))
+    except ConfigError as exc:
+        print(f"botd record: {redactor.scrub(str(exc))}", file=stderr)
+        return EX_CONFIG
+    except AuthError as exc:
+        print(f"botd record: the venue refused the key: {redactor.scrub(str(exc))}", file=stderr)
+        return EX_CONFIG
+    except KeyboardInterrupt:
+        return EX_OK
 
 
 def _run_daemon(
