@@ -190,6 +190,8 @@ class VenueSettings(BaseModel):
     enabled: bool = True
     api_key: SecretStr | None = None
     api_secret: SecretStr | None = None
+    # Ed25519 keys: the PEM file of the private key (instead of api_secret).
+    private_key_file: Path | None = None
     passphrase: SecretStr | None = None
     base_url: str | None = None
     stream_url: str | None = None  # derived from base_url when unset

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from botd.clock import Clock
 from botd.errors import ConfigError
 from botd.settings import VenueSettings
 from botd.venues.base import VenueAdapter
+
+if TYPE_CHECKING:
+    from botd.venues.binance.auth import Signer
 
 __all__ = ["KINDS", "UsageSink", "build_venue"]
 
@@ -34,14 +38,18 @@ def _binance(
 ) -> VenueAdapter:
     # Imported here: the paper-only daemon never loads the network stack.
     from botd.venues.binance.adapter import BinanceAdapter
-    from botd.venues.binance.auth import HmacSigner
     from botd.venues.binance.constants import LIVE, TESTNET
 
-    if cfg.api_key is None or cfg.api_secret is None:
+    if cfg.api_key is None or (cfg.api_secret is None and cfg.private_key_file is None):
         raise ConfigError(
             f"venues.{name}: api_key and api_secret are required (as secret files "
             f"venues__{name}__api_key and venues__{name}__api_secret, or BOTD_VENUES__"
-            f"{name.upper()}__API_KEY / __API_SECRET)"
+            f"{name.upper()}__API_KEY / __API_SECRET); for an Ed25519 key, api_key and "
+            f"private_key_file"
+        )
+    if cfg.api_secret is not None and cfg.private_key_file is not None:
+        raise ConfigError(
+            f"venues.{name}: give api_secret (HMAC key) or private_key_file (Ed25519), not both"
         )
     if not cfg.symbols:
         raise ConfigError(f'venues.{name}.symbols: list the symbols to trade, e.g. ["BTCUSDT"]')
@@ -50,8 +58,27 @@ def _binance(
         name=name,
         base_url=cfg.base_url or urls.rest,
         ws_url=cfg.stream_url or (None if cfg.base_url else urls.streams),
-        signer=HmacSigner(cfg.api_key, cfg.api_secret),
+        signer=_signer(name, cfg),
         clock=clock,
         symbols=cfg.symbols,
         on_usage=on_usage,
     )
+
+
+def _signer(name: str, cfg: VenueSettings) -> Signer:
+    from botd.venues.binance.auth import Ed25519Signer, HmacSigner
+
+    assert cfg.api_key is not None
+    if cfg.api_secret is not None:
+        return HmacSigner(cfg.api_key, cfg.api_secret)
+    assert cfg.private_key_file is not None
+    try:
+        pem = cfg.private_key_file.read_bytes()
+    except OSError as exc:
+        raise ConfigError(
+            f"venues.{name}.private_key_file: cannot read {cfg.private_key_file}: {exc.strerror}"
+        ) from None
+    try:
+        return Ed25519Signer(cfg.api_key, pem)
+    except ConfigError as exc:
+        raise ConfigError(f"venues.{name}.private_key_file: {exc}") from None
