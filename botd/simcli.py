@@ -6,14 +6,19 @@ import argparse
 import asyncio
 import secrets
 import signal
+import sys
 from decimal import Decimal
+from pathlib import Path
 from typing import TextIO
 
 from botd.clock import LiveClock
-from botd.venues.sim.binance import BinanceSimulator
+from botd.simcli_alpaca import add_alpaca_parser, run_alpaca
+from botd.venues.sim.binance import ApiKey, BinanceSimulator
+from botd.venues.sim.binance.faults import FaultSpecError, WireFaultPlan
 
 __all__ = ["add_sim_parser", "run_sim_command"]
 
+_EX_CONFIG = 78  # sysexits.h EX_CONFIG: a bad --faults spec
 _DEFAULT_BALANCES = {"USDT": Decimal("100000"), "BTC": Decimal("1"), "ETH": Decimal("10")}
 
 
@@ -28,29 +33,63 @@ def add_sim_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParse
         action="append",
         default=[],
         metavar="KEY:SECRET",
-        help="an API key and its HMAC secret (repeatable); a demo pair is printed if none",
+        help=(
+            "an API key and its HMAC secret, or KEY:ed25519:PEMFILE for an Ed25519 key (the "
+            "PEM file holds the public key, or the private key to derive it from); "
+            "repeatable; a demo pair is printed if none"
+        ),
     )
     binance.add_argument(
         "--symbols", default="BTCUSDT,ETHUSDT", help="comma-separated symbols to list"
     )
+    binance.add_argument(
+        "--faults",
+        default="",
+        metavar="SPEC",
+        help=(
+            "inject wire faults: comma-separated items, KIND[=ARG]@TRIGGER (fires once) or "
+            "KIND[=ARG]~P (each event of its kind's site, with probability P), and seed=N for "
+            "the probabilistic ones. KIND: drop, stall[=SECONDS], shutdown (stream messages); "
+            "depth_gap, depth_dup (depth events); http500[=after], http503[=after] (REST "
+            "requests; 'after': processed first), timeout[=hang] (POST /api/v3/order accepted, "
+            "then no answer); reorder (user-data events); skew=MS (server clock offset, time "
+            "trigger only). TRIGGER: n=N (the Nth event), t=SECONDS (from start), method=M, "
+            "path=P, joined with '&'. Example: "
+            "'depth_gap@n=5,http503~0.01,timeout@n=1,skew=-3000@t=60,seed=7'"
+        ),
+    )
+    add_alpaca_parser(venues)
 
 
-def _keys(specs: list[str], stdout: TextIO) -> dict[str, str]:
-    keys: dict[str, str] = {}
+def _keys(specs: list[str], stdout: TextIO) -> dict[str, ApiKey]:
+    keys: dict[str, ApiKey] = {}
     for spec in specs:
         key, sep, secret = spec.partition(":")
         if not sep or not key or not secret:
             raise SystemExit(f"botd sim binance: --key expects KEY:SECRET, got {key!r}:…")
-        keys[key] = secret
+        if secret.startswith("ed25519:"):
+            keys[key] = _ed25519_key(key, secret.removeprefix("ed25519:"))
+        else:
+            keys[key] = ApiKey.hmac(secret)
     if not keys:
         key, secret = secrets.token_hex(16), secrets.token_hex(32)
-        keys[key] = secret
+        keys[key] = ApiKey.hmac(secret)
         # A throwaway pair for a local simulator: printing it is the point.
         print(f"demo API key:    {key}\ndemo API secret: {secret}", file=stdout)
     return keys
 
 
-async def _serve(args: argparse.Namespace, stdout: TextIO) -> None:
+def _ed25519_key(key: str, path: str) -> ApiKey:
+    try:
+        return ApiKey.ed25519(Path(path).read_bytes())
+    except (OSError, ValueError) as e:
+        # The path, never the file's content: it may be a private key.
+        raise SystemExit(f"botd sim binance: --key {key}:ed25519:{path}: {e}") from None
+
+
+async def _serve(
+    args: argparse.Namespace, stdout: TextIO, faults: WireFaultPlan | None = None
+) -> None:
     keys = _keys(args.key, stdout)
     sim = BinanceSimulator(
         clock=LiveClock(),
@@ -58,6 +97,7 @@ async def _serve(args: argparse.Namespace, stdout: TextIO) -> None:
         symbols=[s.strip() for s in args.symbols.split(",") if s.strip()],
         api_keys=keys,
         balances={key: _DEFAULT_BALANCES for key in keys},
+        faults=faults,
     )
     port = await sim.start(port=args.port)
     print(f"Binance spot simulator on http://127.0.0.1:{port}/api/v3 (Ctrl-C stops)", file=stdout)
@@ -72,5 +112,14 @@ async def _serve(args: argparse.Namespace, stdout: TextIO) -> None:
 
 
 def run_sim_command(args: argparse.Namespace, stdout: TextIO) -> int:
-    asyncio.run(_serve(args, stdout))
+    if args.sim_venue == "alpaca":
+        return run_alpaca(args, stdout)
+    faults = None
+    if args.faults:
+        try:
+            faults = WireFaultPlan.parse(args.faults)
+        except FaultSpecError as e:
+            print(f"botd sim binance: --faults: {e}", file=sys.stderr)
+            return _EX_CONFIG
+    asyncio.run(_serve(args, stdout, faults))
     return 0

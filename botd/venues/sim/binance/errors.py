@@ -17,13 +17,21 @@ class BinanceError(Exception):
     """Raised by a handler; the server answers with it instead of a result."""
 
     def __init__(
-        self, code: int, msg: str, status: int = 400, headers: dict[str, str] | None = None
+        self,
+        code: int,
+        msg: str,
+        status: int = 400,
+        headers: dict[str, str] | None = None,
+        retry_after_ms: int | None = None,
     ) -> None:
         super().__init__(f"{code}: {msg}")
         self.code = code
         self.msg = msg
         self.status = status
         self.headers = headers or {}
+        # When a rate-limited request may be retried (epoch ms); the WS API sends it as
+        # ``error.data.retryAfter``, REST as the ``Retry-After`` header (in seconds).
+        self.retry_after_ms = retry_after_ms
 
 
 def mandatory(name: str) -> BinanceError:

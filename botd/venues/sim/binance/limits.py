@@ -128,6 +128,7 @@ class RateLimiter:
             "avoid polling the API.",
             status=429,
             headers={"Retry-After": _retry_after_s(window_end, now_ms)},
+            retry_after_ms=window_end,
         )
 
     @staticmethod
@@ -138,6 +139,7 @@ class RateLimiter:
             "use WebSocket Streams for live updates to avoid bans.",
             status=418,
             headers={"Retry-After": _retry_after_s(st.banned_until_ms, now_ms)},
+            retry_after_ms=st.banned_until_ms,
         )
 
     def order_counts(self, account: str, now_ms: int) -> tuple[int, int]:
@@ -148,15 +150,16 @@ class RateLimiter:
         """Raise -1015 if one more new order would go over either ORDERS limit."""
         cfg = self._config
         ten_s, day = self.order_counts(account, now_ms)
-        for count, limit, label in (
-            (ten_s, cfg.orders_per_10s, "10 SECOND"),
-            (day, cfg.orders_per_day, "1 DAY"),
+        for count, limit, label, size in (
+            (ten_s, cfg.orders_per_10s, "10 SECOND", TEN_S_MS),
+            (day, cfg.orders_per_day, "1 DAY", DAY_MS),
         ):
             if count >= limit:
                 raise BinanceError(
                     -1015,
                     f"Too many new orders; current limit is {limit} orders per {label}.",
                     status=429,
+                    retry_after_ms=(now_ms // size + 1) * size,
                 )
 
     def count_order(self, account: str, now_ms: int) -> tuple[int, int]:

@@ -25,10 +25,10 @@ from aiohttp import web
 from botd.clock import Clock
 from botd.model import Instrument, OrderStatus, OrderType, Side, TimeInForce
 from botd.venues.sim.binance.auth import (
+    ApiKey,
     check_timestamp,
     merge_params,
     payload_without_signature,
-    verify_hmac,
 )
 from botd.venues.sim.binance.errors import (
     DECIMAL_RANGE,
@@ -38,12 +38,28 @@ from botd.venues.sim.binance.errors import (
     mandatory,
     not_required,
 )
+from botd.venues.sim.binance.faults import (
+    ReorderingSink,
+    WireFaultPlan,
+    drop_request,
+    http_fault_response,
+)
+from botd.venues.sim.binance.klines import KlineBook
 from botd.venues.sim.binance.limits import RateLimitConfig, RateLimiter
-from botd.venues.sim.binance.streams import StreamConfig, StreamHub
+from botd.venues.sim.binance.marketdata import (
+    LastTrade,
+    avg_price_json,
+    klines_json,
+    price_json,
+    ticker_24hr_json,
+)
+from botd.venues.sim.binance.streams import StreamConfig, StreamHub, taker_orders
+from botd.venues.sim.binance.userdata import UserEvents
+from botd.venues.sim.binance.wsapi import WsApi
 from botd.venues.sim.engine import EngineResult, MatchingEngine
 from botd.venues.sim.market import MarketGenerator, SymbolSpec, default_instruments
 
-__all__ = ["BinanceSimulator", "RateLimitConfig", "StreamConfig"]
+__all__ = ["ApiKey", "BinanceSimulator", "RateLimitConfig", "StreamConfig"]
 
 _ZERO = Decimal(0)
 _NS_PER_MS = 1_000_000
@@ -152,6 +168,16 @@ def _depth_weight(params: dict[str, str]) -> int:
     return 50 if limit <= 1000 else 250
 
 
+def _ticker_weight(params: dict[str, str]) -> int:
+    """``ticker/24hr``: 2 for one symbol or up to 20 listed, 40 up to 100, else 80."""
+    if "symbol" in params:
+        return 2
+    if "symbols" not in params:
+        return 80
+    count = params["symbols"].count(",") + 1
+    return 2 if count <= 20 else 40 if count <= 100 else 80
+
+
 def _loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -162,8 +188,9 @@ def _loopback(host: str) -> bool:
 
 
 class BinanceSimulator:
-    """``api_keys`` maps each API key to its HMAC secret; ``balances`` maps an API key to the
-    starting balances of its account (a key not listed starts empty)."""
+    """``api_keys`` maps each API key to its HMAC secret or an :class:`ApiKey` (HMAC or
+    Ed25519); ``balances`` maps an API key to the starting balances of its account (a key not
+    listed starts empty)."""
 
     def __init__(
         self,
@@ -171,7 +198,7 @@ class BinanceSimulator:
         clock: Clock,
         seed: int,
         symbols: Sequence[str | SymbolSpec],
-        api_keys: Mapping[str, str],
+        api_keys: Mapping[str, str | ApiKey],
         balances: Mapping[str, Mapping[str, Decimal]] | None = None,
         maker_fee: Decimal = Decimal("0.001"),
         taker_fee: Decimal = Decimal("0.001"),
@@ -179,6 +206,7 @@ class BinanceSimulator:
         limits: RateLimitConfig | None = None,
         streams: StreamConfig | None = None,
         venue: str = "binance",
+        faults: WireFaultPlan | None = None,
     ) -> None:
         known = default_instruments(venue)
         specs: list[SymbolSpec] = []
@@ -200,7 +228,9 @@ class BinanceSimulator:
         self._engine = MatchingEngine(
             venue, self._instruments.values(), maker_fee=maker_fee, taker_fee=taker_fee
         )
-        self._keys = dict(api_keys)
+        self._keys = {
+            k: v if isinstance(v, ApiKey) else ApiKey.hmac(v) for k, v in api_keys.items()
+        }
         for key in self._keys:
             self._engine.open_account(key, (balances or {}).get(key, {}))
         self._market = MarketGenerator(self._engine, specs, seed=seed)
@@ -211,15 +241,38 @@ class BinanceSimulator:
         self._fills: dict[str, list[_Fill]] = {key: [] for key in self._keys}
         self._update_ids = {s.symbol: 0 for s in specs}
         self._id_seq = 0
+        self._klines = KlineBook()  # every public trade, for klines, tickers and avgPrice
+        self._last_trades: dict[str, LastTrade] = {}
         self._runner: web.AppRunner | None = None
         self._stepper: asyncio.Task[None] | None = None
         self._routes = self._route_table()
+        self._faults = faults  # see faults.py; None: a well-behaved venue
+        self._stopping = asyncio.Event()  # releases requests a ``timeout=hang`` fault holds
         self._hub = StreamHub(
             self._instruments,
             depth=self._engine.depth,
             update_id=self._update_ids.__getitem__,
-            now_ms=lambda: self._clock.time_ns() // _NS_PER_MS,
+            now_ms=self._now_ms,
             config=streams,
+            clock=clock,
+            klines=self._klines,
+            faults=faults,
+        )
+        ws_cfg = streams or StreamConfig()
+        self._wsapi = WsApi(
+            keys=self._keys,
+            limiter=self._limiter,
+            now_ms=self._now_ms,
+            call_rest=self._call_rest,
+            rest_weight=lambda verb, path, params: self._routes[(verb, path)].weight(params),
+            rest_routes=self._routes.keys(),
+            heartbeat=ws_cfg.heartbeat,
+            queue_size=ws_cfg.queue_size,
+        )
+        self._user = UserEvents(
+            assets=lambda symbol: (self._instruments[symbol].base, self._instruments[symbol].quote),
+            balances=self._engine.balances,
+            sink=ReorderingSink(self._wsapi, faults, self._now_ms) if faults else self._wsapi,
         )
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -228,15 +281,43 @@ class BinanceSimulator:
     def engine(self) -> MatchingEngine:
         return self._engine
 
+    @property
+    def klines(self) -> KlineBook:
+        """The bars of every public trade (REST klines and the kline streams read them)."""
+        return self._klines
+
+    @property
+    def streams(self) -> StreamHub:
+        """The market-data stream server (e.g. ``announce_shutdown()``)."""
+        return self._hub
+
+    @property
+    def faults(self) -> WireFaultPlan | None:
+        return self._faults
+
+    def _now_ns(self) -> int:
+        """The server's clock: the injected clock plus any ``skew`` fault in force."""
+        now = self._clock.time_ns()
+        if self._faults is not None:
+            now += self._faults.skew_ms(now // _NS_PER_MS) * _NS_PER_MS
+        return now
+
+    def _now_ms(self) -> int:
+        return self._now_ns() // _NS_PER_MS
+
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
         """Listen on ``host`` (loopback only) and return the port."""
         if not _loopback(host):
             raise ValueError(f"the simulator listens on loopback only, not {host!r}")
         if self._runner is not None:
             raise RuntimeError("already started")
+        if self._faults is not None:
+            self._faults.bind(self._clock.time_ns() // _NS_PER_MS)
+        self._stopping.clear()
         self.step()  # a book from the first request on
         app = web.Application()
         self._hub.add_routes(app)  # before the catch-all REST route
+        self._wsapi.add_routes(app)
         app.router.add_route("*", "/{tail:.*}", self._dispatch)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
@@ -251,6 +332,7 @@ class BinanceSimulator:
         return int(address[1])
 
     async def stop(self) -> None:
+        self._stopping.set()
         if self._stepper is not None:
             self._stepper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -262,12 +344,22 @@ class BinanceSimulator:
 
     def step(self) -> None:
         """Move every symbol's market one step at the clock's time."""
-        ts = self._clock.time_ns()
+        ts = self._now_ns()
         for spec in self._specs:
             result, _ = self._market.step(spec.symbol, ts)
             self._apply(result, ts // _NS_PER_MS)
             self._update_ids[spec.symbol] += 1
-            self._hub.publish(spec.symbol, result.trades, quote=True)
+            self._record_trades(result)
+            takers = taker_orders(result.reports)
+            self._hub.publish(spec.symbol, result.trades, quote=True, takers=takers)
+
+    def deposit(self, api_key: str, asset: str, amount: Decimal) -> None:
+        """Credit (``amount`` > 0) or debit the account of ``api_key`` outside trading, as a
+        deposit or withdrawal would; subscribers get ``balanceUpdate`` and the new position."""
+        self._engine.deposit(api_key, asset, amount)
+        now_ms = self._now_ms()
+        self._user.balance_update(api_key, asset, amount, now_ms)
+        self._user.flush(now_ms)
 
     async def _run_market(self) -> None:
         while True:
@@ -289,6 +381,13 @@ class BinanceSimulator:
             ("GET", f"{p}/ticker/bookTicker"): r(
                 self._book_ticker, lambda q: 2 if "symbol" in q else 4, False
             ),
+            ("GET", f"{p}/klines"): r(self._klines_rest, _fixed(2), False),
+            ("GET", f"{p}/uiKlines"): r(self._klines_rest, _fixed(2), False),
+            ("GET", f"{p}/ticker/24hr"): r(self._ticker_24hr, _ticker_weight, False),
+            ("GET", f"{p}/ticker/price"): r(
+                self._ticker_price, lambda q: 2 if "symbol" in q else 4, False
+            ),
+            ("GET", f"{p}/avgPrice"): r(self._avg_price, _fixed(2), False),
             ("POST", f"{p}/order"): r(self._new_order, _fixed(1), True),
             ("POST", f"{p}/order/test"): r(
                 self._test_order,
@@ -301,6 +400,7 @@ class BinanceSimulator:
                 self._open_orders, lambda q: 6 if "symbol" in q else 80, True
             ),
             ("DELETE", f"{p}/openOrders"): r(self._cancel_open_orders, _fixed(1), True),
+            ("GET", f"{p}/allOrders"): r(self._all_orders, _fixed(20), True),
             ("GET", f"{p}/account"): r(self._account, _fixed(20), True),
             ("GET", f"{p}/myTrades"): r(
                 self._my_trades, lambda q: 5 if "orderId" in q else 20, True
@@ -313,7 +413,11 @@ class BinanceSimulator:
         if route is None:
             known = any(path == request.path for _, path in self._routes)
             return web.Response(status=405 if known else 404)
-        now_ms = self._clock.time_ns() // _NS_PER_MS
+        now_ms = self._now_ms()
+        faults = self._faults
+        fault = faults.on_rest(request.method, request.path, now_ms) if faults else None
+        if fault is not None and fault.is_http and not fault.after:
+            return http_fault_response(fault)  # refused before anything happened
         ip = request.remote or "unknown"
         query = request.rel_url.raw_query_string
         body = await request.text() if request.method in _SIGNED_METHODS_WITH_BODY else ""
@@ -331,6 +435,11 @@ class BinanceSimulator:
             status, payload = e.status, {"code": e.code, "msg": e.msg}
             headers.update(e.headers)
         headers["X-MBX-USED-WEIGHT-1M"] = str(self._limiter.used_weight(ip, now_ms))
+        if fault is not None:
+            if fault.is_http:
+                return http_fault_response(fault)  # processed, then a 5xx: status unknown
+            if status == 200:  # ``timeout``: accepted, then never answered
+                await drop_request(request, fault, self._stopping)
         return web.Response(
             status=status,
             text=json.dumps(payload, separators=(",", ":")),
@@ -344,16 +453,23 @@ class BinanceSimulator:
         key = request.headers.get("X-MBX-APIKEY", "")
         if not key:
             raise BinanceError(-2014, "API-key format invalid.", status=401)
-        secret = self._keys.get(key)
-        if secret is None:
+        spec = self._keys.get(key)
+        if spec is None:
             raise BinanceError(-2015, "Invalid API-key, IP, or permissions for action.", 401)
         check_timestamp(params, now_ms)
         payload, signature = payload_without_signature(query, body)
         if not signature:
             raise mandatory("signature")
-        if not verify_hmac(secret, payload, signature):
+        if not spec.verify(payload, signature):
             raise BinanceError(-1022, "Signature for this request is not valid.")
         return key
+
+    def _call_rest(
+        self, verb: str, path: str, params: dict[str, str], account: str, now_ms: int
+    ) -> object:
+        """Run a REST route's handler on parameters already authenticated (the WS API's way
+        in, so that both APIs share one implementation)."""
+        return self._routes[(verb, path)].handler(_Req(params, now_ms, account))
 
     # -- parameters ---------------------------------------------------------------------------
 
@@ -528,6 +644,54 @@ class BinanceSimulator:
             )
         return out[0] if "symbol" in req.params else out
 
+    def _record_trades(self, result: EngineResult) -> None:
+        """Count ``result``'s public trades in the kline book and the last-trade record."""
+        for t in result.trades:
+            time_ms = t.ts_event // _NS_PER_MS
+            self._klines.add_trade(
+                t.symbol,
+                trade_id=int(t.trade_id),
+                price=t.price,
+                qty=t.size,
+                buyer_is_taker=t.side is Side.BUY,
+                time_ms=time_ms,
+            )
+            self._last_trades[t.symbol] = LastTrade(t.price, t.size, time_ms)
+
+    def _klines_rest(self, req: _Req) -> object:
+        inst = self._symbol(req.params)
+        return klines_json(self._klines, inst.symbol, req.params, req.now_ms)
+
+    def _ticker_24hr(self, req: _Req) -> object:
+        type_ = req.params.get("type", "FULL")
+        if type_ not in ("FULL", "MINI"):
+            raise BinanceError(-1130, "Invalid data sent for a parameter.")
+        out = []
+        for inst in self._symbols(req.params):
+            bid, ask = self._engine.top_of_book(inst.symbol)
+            out.append(
+                ticker_24hr_json(
+                    self._klines,
+                    inst.symbol,
+                    last=self._last_trades.get(inst.symbol),
+                    bid=(bid.price, bid.size) if bid else None,
+                    ask=(ask.price, ask.size) if ask else None,
+                    now_ms=req.now_ms,
+                    mini=type_ == "MINI",
+                )
+            )
+        return out[0] if "symbol" in req.params else out
+
+    def _ticker_price(self, req: _Req) -> object:
+        last = self._last_trades
+        out = [price_json(i.symbol, last.get(i.symbol)) for i in self._symbols(req.params)]
+        return out[0] if "symbol" in req.params else out
+
+    def _avg_price(self, req: _Req) -> object:
+        inst = self._symbol(req.params)
+        last = self._last_trades.get(inst.symbol)
+        return avg_price_json(self._klines, inst.symbol, last, req.now_ms)
+
     # -- orders -------------------------------------------------------------------------------
 
     def _validate_order(self, req: _Req) -> tuple[Instrument, _Terms]:
@@ -676,9 +840,13 @@ class BinanceSimulator:
         )
         self._orders[order.order_id] = order
         self._by_client[(account, inst.symbol, client_id)] = order.order_id
+        self._user.new_order(order, now_ms)
         fills = self._apply(result, now_ms)
         self._update_ids[inst.symbol] += 1
-        self._hub.publish(inst.symbol, result.trades, quote=False)
+        self._record_trades(result)
+        self._hub.publish(
+            inst.symbol, result.trades, quote=False, takers=taker_orders(result.reports)
+        )
         ten_s, day = self._limiter.count_order(account, now_ms)
         req.headers["X-MBX-ORDER-COUNT-10S"] = str(ten_s)
         req.headers["X-MBX-ORDER-COUNT-1D"] = str(day)
@@ -742,9 +910,12 @@ class BinanceSimulator:
             return bad_symbol()
         return BinanceError(-1013, "Unsupported order combination.")
 
-    def _apply(self, result: EngineResult, now_ms: int) -> list[_Fill]:
-        """Bring the ``_Order`` records of API accounts up to date with ``result``; the fills
-        it recorded, in order."""
+    def _apply(
+        self, result: EngineResult, now_ms: int, cancel_ids: Mapping[int, str] | None = None
+    ) -> list[_Fill]:
+        """Bring the ``_Order`` records of API accounts up to date with ``result``, telling the
+        user data stream about each change; the fills it recorded, in order. ``cancel_ids``:
+        the ``newClientOrderId`` of the cancel request of each order it cancels."""
         fills: list[_Fill] = []
         for item in result.reports:
             if item.account not in self._keys or not item.report.venue_order_id:
@@ -776,6 +947,8 @@ class BinanceSimulator:
                 )
                 self._fills[item.account].append(fill)
                 fills.append(fill)
+            self._user.report(order, r, now_ms, (cancel_ids or {}).get(order.order_id))
+        self._user.flush(now_ms)
         return fills
 
     def _find_order(self, req: _Req, missing: BinanceError) -> _Order:
@@ -862,7 +1035,7 @@ class BinanceSimulator:
         result = self._engine.cancel(
             req.account, order.symbol, order.client_order_id, req.now_ms * _NS_PER_MS
         )
-        self._apply(result, req.now_ms)
+        self._apply(result, req.now_ms, {order.order_id: cancel_id})
         self._update_ids[order.symbol] += 1
         self._hub.publish(order.symbol, result.trades, quote=False)
         return self._cancel_json(order, cancel_id, req.now_ms)
@@ -877,16 +1050,40 @@ class BinanceSimulator:
         symbol = self._symbol(req.params).symbol if "symbol" in req.params else None
         return [self._order_json(o) for o in self._open_records(req.account, symbol)]
 
+    def _all_orders(self, req: _Req) -> object:
+        """Every order of the account on a symbol, by id: from ``orderId`` (or ``startTime``)
+        the first ``limit``, else the most recent ``limit``; times select on creation."""
+        p = req.params
+        inst = self._symbol(p)
+        from_id = self._int(p, "orderId")
+        start = self._int(p, "startTime")
+        end = self._int(p, "endTime")
+        if start is not None and end is not None and end - start > 86_400_000:
+            raise BinanceError(-1127, "More than 24 hours between startTime and endTime.")
+        limit = self._int(p, "limit")
+        limit = 500 if limit is None else min(max(limit, 1), 1000)
+        out = [
+            self._order_json(o)
+            for o in sorted(self._orders.values(), key=lambda o: o.order_id)
+            if o.account == req.account
+            and o.symbol == inst.symbol
+            and (from_id is None or o.order_id >= from_id)
+            and (start is None or o.time_ms >= start)
+            and (end is None or o.time_ms <= end)
+        ]
+        return out[:limit] if from_id is not None or start is not None else out[-limit:]
+
     def _cancel_open_orders(self, req: _Req) -> object:
         inst = self._symbol(req.params)
         doomed = self._open_records(req.account, inst.symbol)
         if not doomed:
             raise BinanceError(-2011, "Unknown order sent.")
+        cancel_ids = {o.order_id: self._new_client_id() for o in doomed}
         result = self._engine.cancel_all(req.account, inst.symbol, req.now_ms * _NS_PER_MS)
-        self._apply(result, req.now_ms)
+        self._apply(result, req.now_ms, cancel_ids)
         self._update_ids[inst.symbol] += 1
         self._hub.publish(inst.symbol, result.trades, quote=False)
-        return [self._cancel_json(o, self._new_client_id(), req.now_ms) for o in doomed]
+        return [self._cancel_json(o, cancel_ids[o.order_id], req.now_ms) for o in doomed]
 
     # -- account ------------------------------------------------------------------------------
 

@@ -8,6 +8,20 @@ follow the same counter as ``GET /api/v3/depth`` and the documented snapshot + d
 
 Publishing never waits: each connection has a bounded queue drained by its own writer task;
 a connection whose queue overflows is closed (1008, "slow consumer"), as the exchange does.
+
+``<symbol>@aggTrade`` groups the trades of one taker order at one price; ``<symbol>@kline_<i>``
+reads the server's :class:`~botd.venues.sim.binance.klines.KlineBook` (the bars REST serves)
+and pushes the open bar every 2 s (1 s for ``1s``) and the final bar (``x`` true) once its
+interval is over.
+
+Connection rules (:class:`StreamConfig`, all on the injected clock): a ping frame every 20 s
+and a close when no pong answering one came for 60 s (unsolicited pongs do not count); a close
+at 24 h; a close when more than 5 frames (text, binary, ping, pong) arrive within a second;
+at most 1024 streams; at most 300 connection attempts per 5 minutes per IP (HTTP 429 on the
+handshake beyond that). :meth:`StreamHub.announce_shutdown` sends ``serverShutdown`` and
+closes every connection after a grace period; stopping the server sends it too. A
+:class:`~botd.venues.sim.binance.faults.WireFaultPlan` can drop or stall a connection, skip or
+repeat a depth event, or announce a shutdown.
 """
 
 from __future__ import annotations
@@ -15,21 +29,29 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from botd.model import BookLevel, Side, Trade
+from botd.clock import Clock
+from botd.model import BookLevel, Liquidity, Side, Trade
+from botd.venues.sim.binance.faults import FaultKind, WireFaultPlan
+from botd.venues.sim.binance.klines import KlineBook
+from botd.venues.sim.engine import AccountReport
 
-__all__ = ["StreamConfig", "StreamHub"]
+__all__ = ["StreamConfig", "StreamHub", "taker_orders"]
 
-_STREAM_RE = re.compile(r"^([a-z0-9]+)@(bookTicker|trade|depth(5|10|20)?(@100ms)?)$")
+_STREAM_RE = re.compile(
+    r"^([a-z0-9]+)@(bookTicker|trade|aggTrade|depth(5|10|20)?(@100ms)?"
+    r"|kline_(1s|1m|3m|5m|15m|30m|1h|2h|4h|6h|8h|12h|1d|3d|1w|1M))$"
+)
 _ID_RE = re.compile(r"^[A-Za-z0-9]{1,36}$")
 _METHODS = ("SUBSCRIBE", "UNSUBSCRIBE", "LIST_SUBSCRIPTIONS", "SET_PROPERTY", "GET_PROPERTY")
-_MAX_STREAMS = 1024
 _INT64_MAX = 2**63 - 1
 
 Levels = tuple[list[BookLevel], list[BookLevel]]
@@ -37,14 +59,33 @@ Levels = tuple[list[BookLevel], list[BookLevel]]
 
 @dataclass(frozen=True, slots=True)
 class StreamConfig:
-    """``heartbeat``: seconds between server ping frames (a client that does not answer
-    within half of it is dropped — aiohttp's rule); ``queue_size``: events buffered per
+    """The stream server's rules, the venue's numbers by default (WIRE_FACTS §1.5); tests
+    shrink them. Durations are seconds on the injected clock.
+
+    ``ping_interval``: between ping frames; ``pong_timeout``: a connection with no pong
+    answering a ping for this long is closed; ``max_lifetime``: a connection is closed this
+    long after it opened; ``max_messages_per_s``: incoming frames allowed in any one second,
+    one more closes the connection; ``max_streams`` per connection; ``max_connects`` attempts
+    per IP within ``connect_window``, beyond which the handshake gets HTTP 429;
+    ``shutdown_grace``: from ``serverShutdown`` to the close; ``kline_push``: between updates
+    of an open kline (``1s`` klines: every second); ``queue_size``: events buffered per
     connection before it counts as a slow consumer; ``depth_levels``: how many levels per
-    side the diff stream covers (a level leaving that window is sent with quantity 0)."""
+    side the diff stream covers (a level leaving that window is sent with quantity 0).
+    ``heartbeat`` is the WS API's ping interval (aiohttp's heartbeat); streams use
+    ``ping_interval``."""
 
     heartbeat: float = 20.0
     queue_size: int = 1000
     depth_levels: int = 1000
+    ping_interval: float = 20.0
+    pong_timeout: float = 60.0
+    max_lifetime: float = 86_400.0
+    max_messages_per_s: int = 5
+    max_streams: int = 1024
+    max_connects: int = 300
+    connect_window: float = 300.0
+    shutdown_grace: float = 1.0
+    kline_push: float = 2.0
 
 
 def _fmt(value: Decimal) -> str:
@@ -56,7 +97,15 @@ def _dumps(obj: object) -> str:
 
 
 class _Conn:
-    def __init__(self, ws: web.WebSocketResponse, combined: bool, queue_size: int) -> None:
+    def __init__(
+        self,
+        ws: web.WebSocketResponse,
+        combined: bool,
+        queue_size: int,
+        *,
+        transport: asyncio.Transport | None = None,
+        opened_ms: int = 0,
+    ) -> None:
         self.ws = ws
         self.combined = combined
         self.streams: dict[str, None] = {}  # insertion-ordered set
@@ -64,6 +113,14 @@ class _Conn:
         self.overflowed = False
         self.writer: asyncio.Task[None] | None = None
         self.closer: asyncio.Task[bool] | None = None
+        self.keeper: asyncio.Task[None] | None = None
+        self.transport = transport
+        self.opened_ms = opened_ms  # connection rules run on the clock's monotonic ms
+        self.last_pong_ms = opened_ms
+        self.pings: dict[bytes, None] = {}  # payloads of pings not answered yet
+        self.inbox: deque[int] = deque()  # arrival times of the last second's frames
+        self.stalled_until: float | None = None  # a ``stall`` fault: send nothing until then
+        self.closing = False
 
 
 @dataclass(slots=True)
@@ -94,22 +151,38 @@ class StreamHub:
         update_id: Callable[[str], int],
         now_ms: Callable[[], int],
         config: StreamConfig | None = None,
+        clock: Clock | None = None,
+        klines: KlineBook | None = None,
+        faults: WireFaultPlan | None = None,
     ) -> None:
+        """``clock`` runs the timers (pings, lifetime, kline pushes; without it there are
+        none); ``klines`` is the book the kline streams read (without it they stay silent);
+        ``faults`` the plan consulted before each market-data message and depth event."""
         self._symbols = {s.lower(): s for s in symbols}
         self._depth = depth
         self._update_id = update_id
         self._now_ms = now_ms
         self._cfg = config or StreamConfig()
+        self._clock = clock
+        self._klines = klines
+        self._faults = faults
         self._subs: dict[str, set[_Conn]] = {}
         self._conns: set[_Conn] = set()
         self._shadows: dict[str, _DepthShadow] = {}
         self._tops: dict[str, tuple[BookLevel | None, BookLevel | None]] = {}
+        self._agg_ids: dict[str, int] = {}
+        self._kline_sent: dict[str, tuple[int, int]] = {}  # stream -> (bar open, last push)
+        self._attempts: dict[str, deque[int]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._kline_wake = asyncio.Event()  # set while some kline stream has subscribers
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_get("/ws", self._raw)
         app.router.add_get("/ws/{stream}", self._raw)
         app.router.add_get("/stream", self._combined)
+        app.on_startup.append(self._on_startup)
         app.on_shutdown.append(self._on_shutdown)
+        app.on_cleanup.append(self._on_cleanup)
 
     @property
     def connections(self) -> int:
@@ -119,31 +192,78 @@ class StreamHub:
 
     async def _raw(self, request: web.Request) -> web.StreamResponse:
         stream = request.match_info.get("stream", "")
-        return await self._serve(request, [stream] if stream else [], combined=False)
+        # A path word that is not shaped like a stream name (no '@') opens a connection with
+        # no streams, as Binance does: ccxt.pro connects to /ws/<n>, n its connection index,
+        # and then SUBSCRIBEs (seen by pointing ccxt 4.5 at this simulator).
+        named = bool(stream) and "@" in stream
+        return await self._serve(request, [stream] if named else [], combined=False)
 
     async def _combined(self, request: web.Request) -> web.StreamResponse:
         raw = request.query.get("streams", "")
         return await self._serve(request, [s for s in raw.split("/") if s], combined=True)
 
+    def _mono_ms(self) -> int:
+        """The time the connection rules run on: the clock's monotonic reading, so that a
+        skewed server clock does not move pings, lifetimes or rate windows."""
+        if self._clock is None:
+            return self._now_ms()
+        return self._clock.monotonic_ns() // 1_000_000
+
+    def _admit(self, ip: str) -> int | None:
+        """Count a connection attempt from ``ip``; ``None`` if allowed, else the seconds until
+        one would be (attempts refused do not count)."""
+        now = self._mono_ms()
+        window = int(self._cfg.connect_window * 1000)
+        seen = self._attempts.setdefault(ip, deque())
+        while seen and seen[0] <= now - window:
+            seen.popleft()
+        if len(seen) >= self._cfg.max_connects:
+            return max(1, math.ceil((seen[0] + window - now) / 1000))
+        seen.append(now)
+        return None
+
     async def _serve(
         self, request: web.Request, streams: Sequence[str], *, combined: bool
     ) -> web.StreamResponse:
+        retry = self._admit(request.remote or "unknown")
+        if retry is not None:
+            # Binance documents the limit, not the answer; a 429 with Retry-After is what its
+            # other rate limits give. [U]
+            limit = self._cfg.max_connects
+            return web.json_response(
+                {"code": -1003, "msg": f"Too many connection attempts; limit is {limit}."},
+                status=429,
+                headers={"Retry-After": str(retry)},
+            )
         for name in streams:
             if self._parse(name) is None:
                 return web.json_response(
                     {"code": -1121, "msg": f"Invalid stream name: {name}"}, status=400
                 )
-        if len(streams) > _MAX_STREAMS:
+        if len(streams) > self._cfg.max_streams:
             return web.json_response({"code": -1, "msg": "Too many streams."}, status=400)
-        ws = web.WebSocketResponse(heartbeat=self._cfg.heartbeat)
+        ws = web.WebSocketResponse(autoping=False)  # pings and pongs are ours to count
         await ws.prepare(request)
-        conn = _Conn(ws, combined, self._cfg.queue_size)
+        conn = _Conn(
+            ws,
+            combined,
+            self._cfg.queue_size,
+            transport=request.transport,
+            opened_ms=self._mono_ms(),
+        )
         self._conns.add(conn)
         conn.writer = asyncio.create_task(self._write(conn))
+        if self._clock is not None:
+            conn.keeper = asyncio.create_task(self._keep(conn, self._clock))
         try:
             for name in streams:
                 self._subscribe(conn, name)
             async for msg in ws:
+                if conn.closing:
+                    continue
+                if not self._count_incoming(conn):
+                    self._close(conn, WSCloseCode.POLICY_VIOLATION, b"too many messages")
+                    continue
                 if msg.type is WSMsgType.TEXT:
                     reply = self._handle(conn, msg.data)
                     if reply is not None:
@@ -152,44 +272,156 @@ class StreamHub:
                     self._enqueue(
                         conn, _dumps({"error": {"code": 3, "msg": "Invalid JSON"}, "id": None})
                     )
+                elif msg.type is WSMsgType.PING:
+                    if not self._stalled(conn):
+                        with contextlib.suppress(ConnectionError):
+                            await ws.pong(msg.data)
+                elif msg.type is WSMsgType.PONG and bytes(msg.data) in conn.pings:
+                    conn.pings.clear()
+                    conn.last_pong_ms = self._mono_ms()
         finally:
             self._drop(conn)
-            conn.writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await conn.writer
+            for task in (conn.writer, conn.keeper):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
             if conn.closer is not None:
                 with contextlib.suppress(Exception):
                     await conn.closer
         return ws
 
+    def _count_incoming(self, conn: _Conn) -> bool:
+        """Note one incoming frame; False once more than the limit came within a second."""
+        now = self._mono_ms()
+        inbox = conn.inbox
+        inbox.append(now)
+        while inbox and inbox[0] <= now - 1000:
+            inbox.popleft()
+        return len(inbox) <= self._cfg.max_messages_per_s
+
+    async def _keep(self, conn: _Conn, clock: Clock) -> None:
+        """Pings, the pong deadline and the lifetime of one connection."""
+        cfg = self._cfg
+        interval = max(1, int(cfg.ping_interval * 1000))
+        next_ping = conn.opened_ms + interval
+        end = conn.opened_ms + int(cfg.max_lifetime * 1000)
+        while not conn.closing:
+            now = self._mono_ms()
+            if now >= end:
+                self._close(conn, WSCloseCode.GOING_AWAY, b"connection lifetime exceeded")
+                return
+            stalled = self._stalled(conn)
+            if stalled:
+                conn.last_pong_ms = now  # a stalled server neither pings nor times out
+                conn.pings.clear()
+            deadline = conn.last_pong_ms + int(cfg.pong_timeout * 1000)
+            if now >= deadline:
+                self._close(conn, WSCloseCode.POLICY_VIOLATION, b"pong timeout")
+                return
+            if now >= next_ping:
+                if not stalled:
+                    payload = str(now).encode()
+                    conn.pings[payload] = None
+                    with contextlib.suppress(ConnectionError):
+                        await conn.ws.ping(payload)
+                next_ping = now + interval
+            wake = min(next_ping, deadline, end)
+            await clock.sleep(max(wake - now, 1) / 1000)
+
+    def _stalled(self, conn: _Conn) -> bool:
+        until = conn.stalled_until
+        if until is None:
+            return False
+        if self._mono_ms() < until:
+            return True
+        conn.stalled_until = None
+        return False
+
     async def _write(self, conn: _Conn) -> None:
         while True:
             text = await conn.queue.get()
+            if self._stalled(conn):
+                continue  # lost, as on a socket that stopped moving
             try:
                 await conn.ws.send_str(text)
             except ConnectionError:
                 return
 
     def _enqueue(self, conn: _Conn, text: str) -> None:
-        if conn.overflowed:
+        if conn.overflowed or conn.closing or self._stalled(conn):
             return
         try:
             conn.queue.put_nowait(text)
         except asyncio.QueueFull:
             conn.overflowed = True
-            self._drop(conn)
-            conn.closer = asyncio.get_running_loop().create_task(
-                conn.ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"slow consumer")
-            )
+            self._close(conn, WSCloseCode.POLICY_VIOLATION, b"slow consumer")
+
+    def _close(self, conn: _Conn, code: int, message: bytes) -> None:
+        """Stop serving ``conn`` and close it (the reader finishes the handshake)."""
+        if conn.closing:
+            return
+        conn.closing = True
+        self._drop(conn)
+        conn.closer = asyncio.get_running_loop().create_task(
+            conn.ws.close(code=code, message=message)
+        )
+
+    def _abort(self, conn: _Conn) -> None:
+        """Cut ``conn``'s TCP connection with no close frame (a ``drop`` fault)."""
+        conn.closing = True
+        self._drop(conn)
+        if conn.transport is not None:
+            conn.transport.abort()
 
     def _drop(self, conn: _Conn) -> None:
         for name in list(conn.streams):
             self._unsubscribe(conn, name)
         self._conns.discard(conn)
 
+    @staticmethod
+    def _shutdown_text(conn: _Conn, now_ms: int) -> str:
+        raw = _dumps({"e": "serverShutdown", "E": now_ms})
+        return f'{{"stream":"!serverShutdown","data":{raw}}}' if conn.combined else raw
+
+    def announce_shutdown(self, grace: float | None = None) -> None:
+        """Send ``serverShutdown`` on every open connection and close them all ``grace``
+        seconds later (the config's ``shutdown_grace`` by default) on the clock; the server
+        keeps accepting new connections, as a restarting node's neighbours would."""
+        now = self._now_ms()
+        doomed = list(self._conns)
+        for conn in doomed:
+            self._enqueue(conn, self._shutdown_text(conn, now))
+        delay = self._cfg.shutdown_grace if grace is None else grace
+        task = asyncio.get_running_loop().create_task(self._close_later(doomed, delay))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _close_later(self, conns: list[_Conn], delay: float) -> None:
+        if self._clock is not None and delay > 0:
+            await self._clock.sleep(delay)
+        for conn in conns:
+            self._close(conn, WSCloseCode.GOING_AWAY, b"server shutdown")
+
+    async def _on_startup(self, _app: web.Application) -> None:
+        if self._clock is not None and self._klines is not None:
+            task = asyncio.get_running_loop().create_task(self._push_klines(self._clock))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
     async def _on_shutdown(self, _app: web.Application) -> None:
+        now = self._now_ms()
         for conn in list(self._conns):
+            if not conn.closing:
+                with contextlib.suppress(ConnectionError):
+                    await conn.ws.send_str(self._shutdown_text(conn, now))
             await conn.ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")
+
+    async def _on_cleanup(self, _app: web.Application) -> None:
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     # -- subscriptions ------------------------------------------------------------------------
 
@@ -215,6 +447,8 @@ class StreamHub:
             )
         conn.streams[name] = None
         self._subs.setdefault(name, set()).add(conn)
+        if "@kline_" in name:
+            self._kline_wake.set()
 
     def _unsubscribe(self, conn: _Conn, name: str) -> None:
         conn.streams.pop(name, None)
@@ -225,6 +459,7 @@ class StreamHub:
         if subs:
             return
         del self._subs[name]
+        self._kline_sent.pop(name, None)
         parsed = self._parse(name)
         if parsed is not None and not self._wants_diffs(parsed[0]):
             self._shadows.pop(parsed[0], None)
@@ -270,7 +505,7 @@ class StreamHub:
                     raise _BadRequest(2, f"Invalid request: invalid stream name `{p}`")
                 names.append(p)
             if method == "SUBSCRIBE":
-                if len(dict.fromkeys([*conn.streams, *names])) > _MAX_STREAMS:
+                if len(dict.fromkeys([*conn.streams, *names])) > self._cfg.max_streams:
                     raise _BadRequest(2, "Invalid request: too many streams")
                 for n in names:
                     self._subscribe(conn, n)
@@ -293,15 +528,45 @@ class StreamHub:
 
     # -- publishing ---------------------------------------------------------------------------
 
-    def publish(self, symbol: str, trades: Sequence[Trade], *, quote: bool) -> None:
-        """Send what changed in ``symbol`` since the last call: its public ``trades``, the
-        new top of book (always when ``quote``, else only if it moved), partial-depth
-        snapshots and the depth diff. Call it after the REST update id has moved."""
+    def publish(
+        self,
+        symbol: str,
+        trades: Sequence[Trade],
+        *,
+        quote: bool,
+        takers: Mapping[str, str] | None = None,
+    ) -> None:
+        """Send what changed in ``symbol`` since the last call: its public ``trades`` (and
+        their aggregates), the new top of book (always when ``quote``, else only if it moved),
+        partial-depth snapshots and the depth diff. Call it after the REST update id has
+        moved. ``takers`` maps trade id to the taker's order id (see :func:`taker_orders`);
+        without it, consecutive trades at one price, side and time form one aggregate."""
+        aggs = self._aggregate(symbol, trades, takers)
         if not self._subs:
             return
         low = symbol.lower()
         now_ms = self._now_ms()
         uid = self._update_id(symbol)
+        name = f"{low}@aggTrade"
+        if name in self._subs:
+            for agg_id, group in aggs:
+                first = group[0]
+                self._send(
+                    name,
+                    {
+                        "e": "aggTrade",
+                        "E": now_ms,
+                        "s": symbol,
+                        "a": agg_id,
+                        "p": _fmt(first.price),
+                        "q": _fmt(sum((t.size for t in group), Decimal(0))),
+                        "f": int(first.trade_id),
+                        "l": int(group[-1].trade_id),
+                        "T": first.ts_event // 1_000_000,
+                        "m": first.side is Side.SELL,
+                        "M": True,
+                    },
+                )
         name = f"{low}@trade"
         if name in self._subs:
             for t in trades:
@@ -371,9 +636,13 @@ class StreamHub:
             "a": a_diff,
         }
         shadow.update_id, shadow.bids, shadow.asks = uid, new_bids, new_asks
+        fault = self._faults.on_depth(now_ms) if self._faults is not None else None
+        if fault is not None and fault.kind is FaultKind.DEPTH_GAP:
+            return  # lost: the next event's U runs past this one's
         low = symbol.lower()
-        for n in (f"{low}@depth", f"{low}@depth@100ms"):
-            self._send(n, data)
+        for _ in range(2 if fault is not None and fault.kind is FaultKind.DEPTH_DUP else 1):
+            for n in (f"{low}@depth", f"{low}@depth@100ms"):
+                self._send(n, data)
 
     def _send(self, name: str, data: object) -> None:
         subs = self._subs.get(name)
@@ -382,7 +651,95 @@ class StreamHub:
         raw = _dumps(data)
         wrapped = f'{{"stream":{_dumps(name)},"data":{raw}}}'
         for conn in list(subs):
+            if self._faults is not None and not self._stream_fault(conn):
+                continue
             self._enqueue(conn, wrapped if conn.combined else raw)
+
+    def _stream_fault(self, conn: _Conn) -> bool:
+        """Consult the fault plan for one message to ``conn``; False if it is not to go."""
+        assert self._faults is not None
+        fault = self._faults.on_stream(self._now_ms())
+        if fault is None:
+            return True
+        if fault.kind is FaultKind.DROP:
+            self._abort(conn)
+            return False
+        if fault.kind is FaultKind.STALL:
+            conn.stalled_until = (
+                self._mono_ms() + fault.seconds * 1000 if fault.seconds > 0 else math.inf
+            )
+            return False
+        if fault.kind is FaultKind.SHUTDOWN:
+            self.announce_shutdown()
+        return True
+
+    def _aggregate(
+        self, symbol: str, trades: Sequence[Trade], takers: Mapping[str, str] | None
+    ) -> list[tuple[int, list[Trade]]]:
+        """``trades`` grouped by taker order and price, each with its aggregate id."""
+        groups: list[tuple[object, list[Trade]]] = []
+        for t in trades:
+            taker = takers.get(t.trade_id) if takers is not None else None
+            key = (taker, t.side, t.price, t.ts_event)
+            if groups and groups[-1][0] == key:
+                groups[-1][1].append(t)
+            else:
+                groups.append((key, [t]))
+        out: list[tuple[int, list[Trade]]] = []
+        for _, group in groups:
+            agg_id = self._agg_ids.get(symbol, 0)
+            self._agg_ids[symbol] = agg_id + 1
+            out.append((agg_id, group))
+        return out
+
+    # -- klines -------------------------------------------------------------------------------
+
+    async def _push_klines(self, clock: Clock) -> None:
+        """Every second of server time, push what the kline streams are due."""
+        while True:
+            if not any("@kline_" in n for n in self._subs):
+                self._kline_wake.clear()
+                await self._kline_wake.wait()  # no timer while nobody listens
+            now = self._now_ms()
+            await clock.sleep((1000 - now % 1000) / 1000)
+            self.push_klines()
+
+    def push_klines(self) -> None:
+        """Send each subscribed kline stream its final bar if one closed since the last push,
+        and the open bar when its push period has passed (the timer calls this)."""
+        book = self._klines
+        if book is None:
+            return
+        now = self._now_ms()
+        for name in [n for n in self._subs if "@kline_" in n]:
+            parsed = self._parse(name)
+            if parsed is None:
+                continue
+            symbol, kind = parsed
+            interval = kind.removeprefix("kline_")
+            bar = book.bar_at(symbol, interval, now)
+            if bar is None:
+                continue  # no trade yet: nothing to show
+            sent = self._kline_sent.get(name)
+            if sent is not None and sent[0] < bar.open_ms:
+                final = book.bar_at(symbol, interval, sent[0])
+                if final is not None:
+                    self._send(name, final.event(now, True))
+                sent = None
+            period = 1000 if interval == "1s" else int(self._cfg.kline_push * 1000)
+            if sent is None or now - sent[1] >= period:
+                self._send(name, bar.event(now, False))
+                self._kline_sent[name] = (bar.open_ms, now)
+
+
+def taker_orders(reports: Iterable[AccountReport]) -> dict[str, str]:
+    """Trade id -> the taker's venue order id, from an engine result's ``reports``, for
+    :meth:`StreamHub.publish`."""
+    return {
+        item.report.trade_id: item.report.venue_order_id
+        for item in reports
+        if item.report.trade_id and item.report.liquidity is Liquidity.TAKER
+    }
 
 
 def _valid_id(value: object) -> bool:

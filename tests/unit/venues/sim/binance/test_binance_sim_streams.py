@@ -79,6 +79,18 @@ async def env() -> AsyncIterator[Env]:
         await session.close()
 
 
+@pytest.fixture
+async def chatty_env() -> AsyncIterator[Env]:
+    """The venue closes a connection sending over 5 messages a second; a test sending more
+    than that within one instant of the fake clock gets a higher limit."""
+    e, session = await _env(StreamConfig(max_messages_per_s=100))
+    try:
+        yield e
+    finally:
+        await e.sim.stop()
+        await session.close()
+
+
 async def _recv(ws: aiohttp.ClientWebSocketResponse) -> Any:
     msg = await ws.receive(timeout=2.0)
     assert msg.type is aiohttp.WSMsgType.TEXT, msg
@@ -125,7 +137,8 @@ async def test_combined_stream_envelope(env: Env) -> None:
     assert by_stream["ethusdt@bookTicker"]["s"] == "ETHUSDT"
 
 
-async def test_live_subscribe_list_unsubscribe_and_errors(env: Env) -> None:
+async def test_live_subscribe_list_unsubscribe_and_errors(chatty_env: Env) -> None:
+    env = chatty_env
     async with env.session.ws_connect(f"{env.ws_base}/ws") as ws:
         await ws.send_json({"method": "SUBSCRIBE", "params": ["btcusdt@bookTicker"], "id": 1})
         assert await _recv(ws) == {"result": None, "id": 1}
@@ -272,10 +285,12 @@ async def test_slow_consumer_is_disconnected() -> None:
 
 
 async def test_server_sends_ping_frames() -> None:
-    e, session = await _env(StreamConfig(heartbeat=0.05))
+    e, session = await _env(StreamConfig(ping_interval=20.0))
     try:
-        async with session.ws_connect(f"{e.ws_base}/ws/btcusdt@bookTicker", autoping=False) as ws:
-            msg = await ws.receive(timeout=2)
+        async with session.ws_connect(f"{e.ws_base}/ws/ethusdt@depth5", autoping=False) as ws:
+            await e.clock.advance(20.0)  # the clock the server pings on
+            while (msg := await ws.receive(timeout=2)).type is aiohttp.WSMsgType.TEXT:
+                pass
             assert msg.type is aiohttp.WSMsgType.PING
             await ws.pong(msg.data)
     finally:
@@ -288,6 +303,8 @@ async def test_stop_closes_open_streams() -> None:
     try:
         ws = await session.ws_connect(f"{e.ws_base}/ws/btcusdt@bookTicker")
         await asyncio.wait_for(e.sim.stop(), 5)
+        notice = await _recv(ws)  # a planned shutdown is announced first
+        assert notice == {"e": "serverShutdown", "E": e.clock.time_ns() // 1_000_000}
         msg = await ws.receive(timeout=2)
         assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
         await ws.close()
