@@ -47,7 +47,7 @@ class Env:
         return self.clock.time_ns() // 1_000_000
 
     async def request(
-        self, method: str, path: str, *, signed: bool = False, **params: Any
+        self, method: str, path: str, *, signed: bool = False, wait: float = 2.0, **params: Any
     ) -> tuple[int, Any]:
         headers = {}
         if signed:
@@ -58,7 +58,7 @@ class Env:
             query += f"&signature={sig}"
             headers["X-MBX-APIKEY"] = KEY
         url = f"{self.base}{path}?{query}"
-        timeout = aiohttp.ClientTimeout(total=2)
+        timeout = aiohttp.ClientTimeout(total=wait)
         async with self.session.request(method, url, headers=headers, timeout=timeout) as resp:
             return resp.status, await resp.json()
 
@@ -240,7 +240,7 @@ async def test_timeout_after_accept_leaves_an_open_order(variant: str) -> None:
         expected = (aiohttp.ServerDisconnectedError, TimeoutError)
         with pytest.raises(expected):
             await env.request(
-                "POST", "/api/v3/order", signed=True, symbol="BTCUSDT", side="BUY",
+                "POST", "/api/v3/order", signed=True, wait=0.5, symbol="BTCUSDT", side="BUY",
                 type="LIMIT", timeInForce="GTC", quantity="0.001", price=price,
                 newClientOrderId="lost-answer",
             )  # fmt: skip
