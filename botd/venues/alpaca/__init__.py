@@ -1,0 +1,1 @@
+"""The Alpaca venue (US equities and crypto): REST trading API v2 and its streams."""
