@@ -38,6 +38,8 @@ USER 10001:10001
 # A fresh named volume inherits /data's ownership from the image, so uid 10001 can write it.
 VOLUME /data
 STOPSIGNAL SIGTERM
+# `botd health` fails when the heartbeat is stale (hung or gone) and when the daemon says it is
+# unhealthy: event loop lagging, or a venue disconnected past health.venue_grace.
 HEALTHCHECK --interval=30s --timeout=10s --start-period=60s --retries=3 CMD ["botd", "health"]
 ENTRYPOINT ["botd"]
 CMD ["run"]

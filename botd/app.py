@@ -15,18 +15,25 @@ import structlog
 
 from botd.bus import Bus
 from botd.clock import Clock
+from botd.control import ControlServer, ControlUnavailable
+from botd.control.api import load_disabled
 from botd.errors import AuthError, ConfigError, TransientVenueError
+from botd.events import KillSwitchChanged
 from botd.feeds.bars import BarAggregator
 from botd.feeds.runner import FeedRunner
 from botd.gateway import Gateway, GatewayConfig
 from botd.gateway.reconcile import RECONCILE_ERRORS, Reconciler
 from botd.health import write_heartbeat
+from botd.healthmon import HealthMonitor
+from botd.logs import Redactor
 from botd.loopmon import LoopLagMonitor
 from botd.model import Fill, Instrument, Order, Position, Quote
+from botd.notify import Notifier, build_notifier
 from botd.operator import take_request
 from botd.risk import RiskEngine, RiskLimits, TradingState
 from botd.schedule import Scheduler
 from botd.sdnotify import SdNotifier, run_watchdog
+from botd.sessions import Sessions, venue_calendar_code
 from botd.settings import RiskLimitSettings, RiskSettings, Settings
 from botd.store import DB_FILENAME, Journal, JournalError
 from botd.strategy.host import HostLimits, StrategyHost, StrategyStatus
@@ -56,6 +63,8 @@ EX_CONFIG = 78
 PAPER_ACCOUNT_FILE = "paper-account.json"
 _STATUS_LOG_EVERY_S = 30.0
 _STATE_SAVE_EVERY_S = 30.0
+# Pending notifications get this long to go out at shutdown (inside the shutdown budget).
+_NOTIFY_DRAIN_S = 2.0
 _RISK_KEY = "risk"
 _HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
 
@@ -135,6 +144,15 @@ class Daemon:
         self._main_task: asyncio.Task[Any] | None = None
         self._background: set[asyncio.Task[None]] = set()
         self.journal: Journal | None = None
+        self.notify: Notifier | None = None
+        self.control: ControlServer | None = None
+        # Venue -> wall time (ns) of its last successful reconciliation / its last failure.
+        self.reconciled: dict[str, int] = {}
+        self.reconcile_errors: dict[str, str] = {}
+        self._killed_seen = False
+        # Health reasons carry venue error text into the heartbeat file, which no log
+        # processor sees.
+        self._redactor = Redactor(settings.secret_values())
 
     # -- building ---------------------------------------------------------------------------
     def _build(self, journal: Journal) -> None:
@@ -188,6 +206,8 @@ class Daemon:
         self.bars = BarAggregator(self.bus, self.clock)
         self.scheduler = Scheduler(self.clock)
         rt = s.runtime
+        # Market hours per venue and symbol (market_open, on_session_open/close).
+        self.sessions = Sessions(lambda v, sym: venue_calendar_code(self.venues.get(v), sym))
         self.host = StrategyHost(
             bus=self.bus,
             clock=self.clock,
@@ -195,6 +215,7 @@ class Daemon:
             market=self.gateway,
             bars=self.bars,
             scheduler=self.scheduler,
+            sessions=self.sessions,
             overrides=s.strategies,
             limits=HostLimits(
                 max_errors=rt.max_errors,
@@ -230,6 +251,20 @@ class Daemon:
             for name, adapter in self.venues.items()
         ]
         self.bus.subscribe(Fill, self._count_fill, name="daemon.fill_counter")
+        self.health = HealthMonitor(
+            clock=self.clock,
+            bus=self.bus,
+            feeds=self.feeds,
+            lag=self.lag,
+            max_loop_lag_ms=s.health.max_loop_lag_ms,
+            venue_grace_s=s.health.venue_grace,
+        )
+        self.notify = build_notifier(
+            s.notify, bus=self.bus, clock=self.clock, status=self._summary_status
+        )
+        if self.notify is not None:
+            self.notify.attach()
+            self.log.info("notifications on", transports=self.notify.transports)
 
     def _usage_sink(self, venue: str) -> Callable[[dict[str, int], int], None]:
         """Feeds a venue's own rate-limit counters (response headers) to its limiter."""
@@ -292,7 +327,12 @@ class Daemon:
                 code = await self._supervise(self.journal)
             except VenueUnavailable:
                 code = EX_TEMPFAIL
+            except ControlUnavailable as exc:
+                self.log.error("cannot start", error=str(exc))
+                code = EX_TEMPFAIL
         finally:
+            if self.control is not None:
+                await self.control.stop()
             for task in self._background:
                 task.cancel()
             for venue in self.venues.values():
@@ -314,10 +354,21 @@ class Daemon:
             self.risk.restore(saved)
             if self.risk.killed:
                 self.log.warning("kill switch is engaged from a previous run; not trading")
-        self.risk.on_change = self._persist_risk
+        self._killed_seen = self.risk.killed
+        self.risk.on_change = self._risk_changed
         await self.gateway.start()
         self.host.rebuild_positions(await journal.fills())
         self.host.saved_states = await journal.strategy_states()
+        self.strategies.disabled = await load_disabled(journal)
+
+    def _risk_changed(self, snapshot: dict[str, Any]) -> None:
+        self._persist_risk(snapshot)
+        # Every path to the kill switch (signal, control API, operator file) goes through risk.
+        killed = bool(snapshot.get("killed"))
+        if killed != self._killed_seen:
+            self._killed_seen = killed
+            reason = str(snapshot.get("global", {}).get("reason", ""))
+            self.bus.publish(KillSwitchChanged(killed, reason, self.clock.time_ns()))
 
     def _persist_risk(self, snapshot: dict[str, Any]) -> None:
         if self.journal is not None:
@@ -346,7 +397,10 @@ class Daemon:
                     strategies=affected,
                 )
                 self.risk.set_state(TradingState.HALTED, reason, venue=name)
+                self.reconcile_errors[name] = str(exc) or type(exc).__name__
                 continue
+            self.reconciled[name] = self.clock.time_ns()
+            self.reconcile_errors.pop(name, None)
             if self.risk.state_of(venue=name) is TradingState.HALTED and not startup:
                 self.log.info("venue reconciled again; trading resumes", venue=name)
             if self.risk.state_of(venue=name) is not TradingState.ACTIVE:
@@ -367,6 +421,11 @@ class Daemon:
             data_dir=str(self.settings.daemon.data_dir),
         )
         await self._restore(journal)
+        if self.settings.control.enabled:
+            # After the restore (a kill switch engaged through it is persisted), before the
+            # venues connect: /health answers, and /ready says why not, during start-up.
+            self.control = ControlServer(self)
+            await self.control.start()
         for name, venue in self.venues.items():
             try:
                 await venue.connect()
@@ -377,6 +436,9 @@ class Daemon:
             except (TransientVenueError, OSError, TimeoutError) as exc:
                 self.log.error("venue unreachable at start-up", venue=name, error=str(exc))
                 raise VenueUnavailable(name) from exc
+        # Exchange calendars take a second to load: off the event loop, before strategies.
+        pairs = [(n, sym) for n, v in self.venues.items() for sym in v.instruments()]
+        await asyncio.to_thread(self.sessions.preload, pairs)
         try:
             async with asyncio.TaskGroup() as tg:
                 gateway_task = tg.create_task(self.gateway.run(), name="gateway")
@@ -390,6 +452,8 @@ class Daemon:
                     tg.create_task(self._checkpoint(), name="checkpoint"),
                     tg.create_task(self._reconcile_periodically(), name="reconcile"),
                 ]
+                if self.notify is not None:
+                    aux.append(tg.create_task(self.notify.run(), name="notify"))
                 if self.notifier.watchdog_interval() is not None:
                     aux.append(
                         tg.create_task(
@@ -399,6 +463,7 @@ class Daemon:
                                 lambda: (
                                     not gateway_task.done()
                                     and not any(t.done() for t in feed_tasks)
+                                    and self.health.check().healthy
                                 ),
                             ),
                             name="watchdog",
@@ -417,6 +482,7 @@ class Daemon:
                 self.log.info("botd ready", strategies=running, trading=self.risk.state.value)
                 await self._wait_for_stop()
                 await self._shutdown(inputs)
+                await self._drain_notifications()
                 for task in [gateway_task, *aux]:
                     task.cancel()
                 await self.scheduler.close()
@@ -526,10 +592,29 @@ class Daemon:
             await self.clock.sleep(self.settings.gateway.reconcile_interval)
             await self._reconcile_all(startup=False)
 
+    async def _drain_notifications(self) -> None:
+        if self.notify is None:
+            return
+        try:
+            async with asyncio.timeout(_NOTIFY_DRAIN_S):
+                await self.notify.drain()
+        except TimeoutError:
+            self.log.warning("notifications still queued at exit", queued=self.notify.queued())
+
+    def _summary_status(self) -> dict[str, Any]:
+        return {
+            "trading": self.risk.state.value,
+            "kill_switch": self.risk.killed,
+            "open_orders": len(self.gateway.open_orders()),
+            "strategies": {sid: h.status.value for sid, h in self.host.strategies.items()},
+            "pnl_today": self.risk.snapshot()["daily"]["pnl"],
+        }
+
     async def _heartbeat(self) -> None:
         interval = self.settings.daemon.heartbeat_interval
         since_status = 0.0
         while True:
+            self.health.check()
             await self._write_heartbeat("running")
             await self.clock.sleep(interval)
             since_status += interval
@@ -550,7 +635,9 @@ class Daemon:
 
     async def _write_heartbeat(self, state: str) -> None:
         # The snapshot is taken on the loop; only the file write goes to a thread.
-        status = {"state": state, "pid": os.getpid(), **self._status()}
+        health = self.health.last.as_status()
+        health["reason"] = self._redactor.scrub(str(health["reason"]))
+        status = {"state": state, "pid": os.getpid(), **self._status(), **health}
         try:
             await asyncio.to_thread(
                 write_heartbeat, self.settings.daemon.data_dir, self.clock.time_ns(), status

@@ -12,11 +12,12 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from botd.app import EX_CONFIG, EX_OK, EX_SOFTWARE, Daemon
+from botd.backtest.cli import add_backtest_parser, run_backtest_command
 from botd.clock import LiveClock
+from botd.control.client import add_control_parsers, is_control_command, run_control_command
 from botd.errors import AuthError, ConfigError
 from botd.health import check_heartbeat
 from botd.logs import Redactor, configure_logging
-from botd.operator import set_kill_switch
 from botd.recordcli import add_record_parser, run_record
 from botd.settings import Settings, SettingsError, load_settings, render_settings
 from botd.simcli import add_sim_parser, run_sim_command
@@ -77,11 +78,15 @@ def _parser() -> argparse.ArgumentParser:
     resume = sub.add_parser("resume", help="release the kill switch: trading resumes")
     config_flags(resume)
     resume.add_argument("--reason", default="operator released the kill switch (botd resume)")
+    add_control_parsers(sub, config_flags, kill=kill, resume=resume, strategies=strat_sub)
     add_db_parser(sub)
     add_sim_parser(sub)
+    add_backtest_parser(sub)
     config_flags(add_record_parser(sub))
     sub.add_parser("version", help="print the version")
-    health = sub.add_parser("health", help="exit 0 if a running daemon's heartbeat is fresh")
+    health = sub.add_parser(
+        "health", help="exit 0 if a running daemon's heartbeat is fresh and says it is healthy"
+    )
     config_flags(health)
     health.add_argument("--max-age", type=float, default=30.0, help="seconds (default 30)")
     return parser
@@ -115,6 +120,8 @@ def run_cli(
         return EX_OK
     if args.command == "sim":
         return run_sim_command(args, stdout)
+    if args.command == "backtest":
+        return run_backtest_command(args, stdout, stderr)
     try:
         settings = _load(args, environ)
     except SettingsError as exc:
@@ -124,12 +131,8 @@ def run_cli(
         print(render_settings(settings), file=stdout)
         print("configuration OK", file=stderr)
         return EX_OK
-    if args.command in ("kill", "resume"):
-        message = set_kill_switch(
-            settings.daemon.data_dir, engage=args.command == "kill", reason=args.reason
-        )
-        print(message, file=stdout)
-        return EX_OK
+    if is_control_command(args):  # kill and resume fall back to botd/operator.py offline
+        return run_control_command(args, settings, stdout, stderr)
     if args.command == "db":
         return run_db_command(args, settings.daemon.data_dir, stdout, stderr)
     if args.command == "strategies":

@@ -12,7 +12,7 @@ import itertools
 import time
 from typing import Protocol
 
-__all__ = ["NS_PER_SECOND", "Clock", "FakeClock", "LiveClock", "perf_ns"]
+__all__ = ["NS_PER_SECOND", "Clock", "FakeClock", "LiveClock", "SimClock", "perf_ns"]
 
 NS_PER_SECOND = 1_000_000_000
 
@@ -97,3 +97,35 @@ class FakeClock:
                 await asyncio.sleep(0)
         self._now = max(self._now, target)
         await asyncio.sleep(0)
+
+
+class SimClock(FakeClock):
+    """Backtest time: set by the replay feed to each event's timestamp, never backwards.
+
+    Moving time costs one comparison unless a sleeper (a timer, the gateway's balance refresh)
+    falls due, so the replay loop calls :meth:`due` and awaits :meth:`advance_to` only then.
+    """
+
+    def due(self, ts_ns: int) -> bool:
+        """True if moving to ``ts_ns`` would wake a sleeper."""
+        sleepers = self._sleepers
+        return bool(sleepers) and sleepers[0][0] <= ts_ns
+
+    def set(self, ts_ns: int) -> None:
+        """Move to ``ts_ns`` without waking anyone (the caller checked :meth:`due`)."""
+        if ts_ns > self._now:
+            self._now = ts_ns
+
+    async def advance_to(self, ts_ns: int) -> None:
+        """Move to ``ts_ns``, waking every sleeper due by then in deadline order."""
+        sleepers = self._sleepers
+        while sleepers and sleepers[0][0] <= ts_ns:
+            deadline, _, fut = heapq.heappop(sleepers)
+            if fut.done():
+                continue
+            self.set(deadline)
+            fut.set_result(None)
+            # Let the woken task run (and possibly sleep again) before moving on.
+            for _ in range(3):
+                await asyncio.sleep(0)
+        self.set(ts_ns)

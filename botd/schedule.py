@@ -109,6 +109,25 @@ class Scheduler:
         self._jobs.add(job)
         return job
 
+    def series(
+        self,
+        next_after: Callable[[int], int | None],
+        fn: Callable[[int], None],
+        *,
+        owner: str,
+        name: str,
+        description: str = "series",
+    ) -> Job:
+        """Call ``fn(t)`` at each time ``t`` (ns since the epoch, the clock's ``time_ns``)
+        that ``next_after`` gives after now, then after ``t``, until it gives None. Times the
+        loop was too busy to reach are skipped, not replayed."""
+        job = Job(name, owner, description)
+        job.task = asyncio.get_running_loop().create_task(
+            self._series(job, next_after, fn), name=f"series:{owner}:{name}"
+        )
+        self._jobs.add(job)
+        return job
+
     def jobs(self, owner: str | None = None) -> list[Job]:
         return [j for j in self._jobs if owner is None or j.owner == owner]
 
@@ -144,6 +163,21 @@ class Scheduler:
             due += interval_ns
             if due <= now:
                 due = now + interval_ns - (now - due) % interval_ns
+
+    async def _series(
+        self, job: Job, next_after: Callable[[int], int | None], fn: Callable[[int], None]
+    ) -> None:
+        ref = self._clock.time_ns()
+        while True:
+            due = next_after(ref)
+            if due is None:
+                return
+            wait_ns = due - self._clock.time_ns()
+            if wait_ns > 0:
+                await self._clock.sleep(wait_ns / NS_PER_SECOND)
+            job.runs += 1
+            fn(due)
+            ref = max(due, self._clock.time_ns())
 
     async def _cron(
         self, job: Job, trigger: CronTrigger, zone: ZoneInfo, fn: Callable[[], None]

@@ -121,17 +121,23 @@ def _parse_int(value: str | None) -> int | None:
 
 
 async def run_watchdog(notifier: SdNotifier, clock: Clock, healthy: Callable[[], bool]) -> None:
-    """Ping the systemd watchdog every interval for as long as ``healthy()`` holds.
+    """Ping the systemd watchdog every interval while ``healthy()`` holds.
 
-    Returns (without pinging) as soon as the daemon reports itself unhealthy, so systemd's
-    watchdog fires and restarts it; returns at once when no watchdog was requested.
+    While the daemon reports itself unhealthy no ping is sent, so systemd's watchdog fires and
+    restarts it once ``WatchdogSec`` passes without one; if health returns first, pings resume
+    and nothing happens. Returns at once when no watchdog was requested.
     """
     interval = notifier.watchdog_interval()
     if interval is None or not notifier.enabled:
         return
+    withholding = False
     while True:
-        if not healthy():
+        if healthy():
+            if withholding:
+                withholding = False
+                _log.warning("healthy again: systemd watchdog pings resume")
+            notifier.watchdog()
+        elif not withholding:
+            withholding = True
             _log.error("unhealthy: withholding systemd watchdog pings")
-            return
-        notifier.watchdog()
         await clock.sleep(interval)

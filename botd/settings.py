@@ -19,6 +19,7 @@ never reads the process environment behind the caller's back.
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import json
 import re
 import tomllib
@@ -29,15 +30,20 @@ from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from apscheduler.triggers.cron import CronTrigger
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, ValidationError
 from pydantic import field_validator as _field_validator
+from pydantic import model_validator as _model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from botd.errors import ConfigError
 from botd.logs import MASK, Redactor, is_sensitive_key
+from botd.schedule import ScheduleError, standard_cron
 
 __all__ = [
+    "ControlSettings",
     "DaemonSettings",
     "LogSettings",
     "PaperSettings",
@@ -183,10 +189,53 @@ class GatewaySettings(BaseModel):
     persist_paper_account: bool = True
 
 
+class ControlSettings(BaseModel):
+    """The control API (botd/control): HTTP on loopback with a bearer token."""
+
+    model_config = _MODEL_CONFIG
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    # 0 picks a free port; the bound address is written to <data_dir>/control.json.
+    port: int = Field(default=8766, ge=0, le=65535)
+    socket: Path | None = None  # a Unix socket path instead of host and port
+    token: SecretStr | None = None  # unset: generated into <data_dir>/control.token
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    metrics_public: bool = False  # serve /metrics without the token
+
+    @_model_validator(mode="after")
+    def _check(self) -> ControlSettings:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key must be set together")
+        if self.token is not None and len(self.token.get_secret_value()) < 16:
+            raise ValueError("token must be at least 16 characters")
+        if (
+            self.enabled
+            and self.socket is None
+            and self.token is None
+            and not is_loopback_host(self.host)
+        ):
+            raise ValueError(
+                f"host {self.host!r} is not a loopback address: set control.token explicitly "
+                "(and preferably tls_cert/tls_key) before exposing the control API"
+            )
+        return self
+
+
+def is_loopback_host(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to anything
+
+
 class VenueSettings(BaseModel):
     model_config = _MODEL_CONFIG
 
-    kind: Literal["binance"]  # the adapters botd has; see botd/venues/registry.py
+    kind: Literal["binance", "alpaca"]  # the adapters botd has; see botd/venues/registry.py
     enabled: bool = True
     api_key: SecretStr | None = None
     api_secret: SecretStr | None = None
@@ -195,8 +244,117 @@ class VenueSettings(BaseModel):
     passphrase: SecretStr | None = None
     base_url: str | None = None
     stream_url: str | None = None  # derived from base_url when unset
+    # Alpaca: the stock market-data feed, "iex" (free), "sip" (paid) or "test" (FAKEPACA).
+    stock_feed: Literal["iex", "sip", "test"] = "iex"
     testnet: bool = True
     symbols: list[str] = Field(default_factory=list)
+    # Orders over the venue's WebSocket API ("ws") or REST ("rest"); user data always streams
+    # over the WS API.
+    trade_over: Literal["ws", "rest"] = "ws"
+    ws_api_url: str | None = None  # derived from base_url when unset
+    # Streams and the WS API reconnect (new connection first) before the venue's 24 h cut.
+    max_connection_age: float = Field(default=84_600.0, ge=60, le=86_400)
+    # Seconds between re-reads of the symbols' trading rules (exchangeInfo).
+    instruments_refresh: float = Field(default=3600.0, ge=10, le=86_400)
+
+
+class HealthSettings(BaseModel):
+    """What counts as healthy for ``botd health`` and the systemd watchdog."""
+
+    model_config = _MODEL_CONFIG
+
+    max_loop_lag_ms: float = Field(default=1000.0, gt=0, le=600_000)
+    venue_grace: float = Field(default=60.0, ge=0, le=86_400)
+
+
+NotifyEvent = Literal[
+    "fills", "rejections", "strategy_halted", "venue_down", "venue_up", "kill_switch", "alerts"
+]
+_HHMM_RE = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
+
+
+def daily_cron(spec: str) -> str:
+    """``"HH:MM"`` or a 5-field cron expression as cron; ValueError if it is neither."""
+    match = _HHMM_RE.match(spec.strip())
+    if match:
+        return f"{int(match.group(2))} {int(match.group(1))} * * *"
+    try:
+        CronTrigger.from_crontab(standard_cron(spec), timezone="UTC")
+    except (ScheduleError, ValueError) as exc:
+        raise ValueError(f'expected "HH:MM" or a 5-field cron expression: {exc}') from None
+    return spec
+
+
+class WebhookSettings(BaseModel):
+    model_config = _MODEL_CONFIG
+
+    url: SecretStr | None = None  # a secret: such URLs often carry a token
+    secret: SecretStr | None = None
+    timeout: float = Field(default=10.0, gt=0, le=120)
+
+    @_field_validator("url")
+    @classmethod
+    def _check_url(cls, url: SecretStr | None) -> SecretStr | None:
+        if url is not None and not url.get_secret_value().startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return url
+
+
+class TelegramSettings(BaseModel):
+    model_config = _MODEL_CONFIG
+
+    bot_token: SecretStr | None = None
+    chat_id: str | None = None
+    api_base: str = "https://api.telegram.org"
+    parse_mode: Literal["HTML", "plain"] = "HTML"
+    timeout: float = Field(default=10.0, gt=0, le=120)
+
+    @_field_validator("chat_id", mode="before")
+    @classmethod
+    def _chat_id_text(cls, value: Any) -> Any:
+        # Numeric ids are natural to write unquoted in TOML.
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+    @_field_validator("api_base")
+    @classmethod
+    def _check_base(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/")
+
+    @_model_validator(mode="after")
+    def _need_chat(self) -> TelegramSettings:
+        if self.bot_token is not None and not self.chat_id:
+            raise ValueError("chat_id is required when bot_token is set")
+        return self
+
+
+class NotifySettings(BaseModel):
+    model_config = _MODEL_CONFIG
+
+    events: list[NotifyEvent] = Field(default_factory=lambda: list(typing.get_args(NotifyEvent)))
+    daily_summary: str = ""
+    timezone: str = "UTC"
+    queue_size: int = Field(default=1000, ge=1, le=1_000_000)
+    max_attempts: int = Field(default=6, ge=1, le=100)
+    webhook: WebhookSettings = Field(default_factory=WebhookSettings)
+    telegram: TelegramSettings = Field(default_factory=TelegramSettings)
+
+    @_field_validator("daily_summary")
+    @classmethod
+    def _check_daily(cls, value: str) -> str:
+        if value.strip():
+            daily_cron(value)
+        return value.strip()
+
+    @_field_validator("timezone")
+    @classmethod
+    def _check_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (e.g. 'UTC', 'Europe/Paris')") from None
+        return value
 
 
 class Settings(BaseSettings):
@@ -210,6 +368,9 @@ class Settings(BaseSettings):
     runtime: RuntimeSettings = Field(default_factory=RuntimeSettings)
     risk: RiskSettings = Field(default_factory=RiskSettings)
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
+    control: ControlSettings = Field(default_factory=ControlSettings)
+    health: HealthSettings = Field(default_factory=HealthSettings)
+    notify: NotifySettings = Field(default_factory=NotifySettings)
     venues: dict[str, VenueSettings] = Field(default_factory=dict)
     strategies: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
@@ -851,7 +1012,7 @@ def render_settings(settings: Settings) -> str:
     """
     origins = settings._origins
     lines = ["# Effective botd configuration. Secrets are masked."]
-    for section in ("log", "daemon", "paper"):
+    for section in ("log", "daemon", "paper", "control"):
         model: BaseModel = getattr(settings, section)
         values = {name: getattr(model, name) for name in type(model).model_fields}
         _render_table(lines, (section,), values, origins, mask_keys=False)

@@ -54,8 +54,12 @@ def add_sim_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParse
             "requests; 'after': processed first), timeout[=hang] (POST /api/v3/order accepted, "
             "then no answer); reorder (user-data events); skew=MS (server clock offset, time "
             "trigger only). TRIGGER: n=N (the Nth event), t=SECONDS (from start), method=M, "
-            "path=P, joined with '&'. Example: "
-            "'depth_gap@n=5,http503~0.01,timeout@n=1,skew=-3000@t=60,seed=7'"
+            "path=P, joined with '&'. A WS API method (method=order.place) or "
+            "path=/ws-api/v3 puts http500, http503, timeout (order.place unless named), "
+            "drop, stall or shutdown on WS API requests instead; KIND~P@method=M&path=P "
+            "limits a probabilistic fault to those requests. Example: "
+            "'depth_gap@n=5,http503~0.01,timeout@n=1,skew=-3000@t=60,seed=7' or "
+            "'timeout@n=3&method=order.place,http503~0.02@path=/ws-api/v3'"
         ),
     )
     add_alpaca_parser(venues)

@@ -11,6 +11,7 @@ from typing import TextIO
 
 from botd.clock import LiveClock
 from botd.venues.sim.alpaca import AlpacaSimulator
+from botd.venues.sim.alpaca.hours import AlwaysOpenHours
 
 __all__ = ["add_alpaca_parser", "run_alpaca"]
 
@@ -27,6 +28,13 @@ def add_alpaca_parser(venues: argparse._SubParsersAction[argparse.ArgumentParser
         default=[],
         metavar="KEY:SECRET",
         help="an API key id and its secret (repeatable); a demo pair is printed if none",
+    )
+    alpaca.add_argument(
+        "--session",
+        choices=("calendar", "always-open"),
+        default="calendar",
+        help="equity trading hours: the NYSE calendar (default) or always open (for tests and "
+        "demos while the real market is closed)",
     )
 
 
@@ -46,7 +54,10 @@ def _keys(specs: list[str], stdout: TextIO) -> dict[str, str]:
 
 
 async def _serve(args: argparse.Namespace, stdout: TextIO) -> None:
-    sim = AlpacaSimulator(clock=LiveClock(), seed=args.seed, api_keys=_keys(args.key, stdout))
+    hours = AlwaysOpenHours() if args.session == "always-open" else None
+    sim = AlpacaSimulator(
+        clock=LiveClock(), seed=args.seed, api_keys=_keys(args.key, stdout), hours=hours
+    )
     port = await sim.start(port=args.port)
     base = f"127.0.0.1:{port}"
     print(

@@ -24,6 +24,7 @@ from botd.gateway import Gateway
 from botd.model import Fill, OrderIntent, OrderUpdate, Side
 from botd.risk import RiskEngine, RiskLimits
 from botd.schedule import Scheduler
+from botd.sessions import SessionSource
 from botd.store import Journal, JournalError
 from botd.strategy.host import HostLimits, StrategyHost
 from botd.venues.base import VenueAdapter
@@ -63,6 +64,7 @@ class Rig:
         data_dir: Path | None = None,
         faults: FaultPlan | None = None,
         journal_busy_timeout: float = 5.0,
+        sessions: SessionSource | None = None,
     ) -> None:
         self._busy_timeout = journal_busy_timeout
         self.data_dir = data_dir or Path(tempfile.mkdtemp(prefix="botd-rig-"))
@@ -100,6 +102,7 @@ class Rig:
             scheduler=self.scheduler,
             overrides=overrides,
             limits=limits,
+            sessions=sessions,
             **({"perf": perf} if perf is not None else {}),
         )
         self.host.on_realized = self.risk.on_fill

@@ -43,6 +43,15 @@ class FeedRunner:
         self.events = 0
         self.reconnects = 0
         self.last_event_ns = 0
+        # Connection state for health: up from the first event of a connection until it
+        # fails; down (since when, and why) before that.
+        self.connected = False
+        self.down_since_ns: int | None = clock.monotonic_ns()
+        self.last_error = ""
+
+    @property
+    def venue(self) -> str:
+        return self._adapter.name
 
     async def run(self) -> None:
         attempt = 0
@@ -53,13 +62,23 @@ class FeedRunner:
                     attempt = 0
                     self.events += 1
                     self.last_event_ns = self._clock.monotonic_ns()
+                    if not self.connected:
+                        self.connected, self.down_since_ns = True, None
                     self._bus.publish(event)
                 self._log.warning("market data stream ended; reopening")
+                self._mark_down("stream ended")
             except AuthError:
                 raise
             except (TransientVenueError, OSError, TimeoutError) as exc:
                 self._log.warning("market data stream failed", error=str(exc))
+                self._mark_down(str(exc) or type(exc).__name__)
             attempt += 1
             self.reconnects += 1
             delay = self._rng.uniform(0, min(self._max, self._initial * 2 ** min(attempt, 16)))
             await self._clock.sleep(delay)
+
+    def _mark_down(self, error: str) -> None:
+        self.last_error = error
+        if self.connected or self.down_since_ns is None:
+            self.connected = False
+            self.down_since_ns = self._clock.monotonic_ns()

@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import itertools
 from collections import OrderedDict, deque
-from collections.abc import Coroutine, Iterable, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
@@ -158,6 +158,9 @@ class Gateway:
             for name, adapter in venues.items()
         }
         self._orders: dict[str, Order] = {}
+        # The open ones again, so open_orders() costs what is open, not every order ever sent
+        # (strategies ask on every event; a long session or a backtest sends many).
+        self._open: dict[str, Order] = {}
         self._cancel_after_resolve: set[str] = set()
         self._seen_trades: OrderedDict[tuple[str, str], None] = OrderedDict()
         self._last_quotes: dict[tuple[str, str], Quote] = {}
@@ -168,6 +171,8 @@ class Gateway:
         self._progress = asyncio.Event()
         self.unknown_reports = 0
         self.duplicate_fills = 0
+        # Told of every intent as it arrives (metrics: tick-to-intent latency); None = off.
+        self.on_intent: Callable[[OrderIntent, int], None] | None = None
         self.illegal_transitions = 0
         bus.subscribe(Quote, self._remember_quote, name="gateway.quotes")
 
@@ -178,6 +183,8 @@ class Gateway:
     def submit(self, intent: OrderIntent) -> str:
         cid = self._ids.next(intent.strategy_id)
         now = self._clock.time_ns()
+        if self.on_intent is not None:
+            self.on_intent(intent, now)
         order = Order(
             client_order_id=cid,
             strategy_id=intent.strategy_id,
@@ -196,7 +203,7 @@ class Gateway:
         decision = self._risk.check(intent)
         if isinstance(decision, Approved):
             order = replace(order, qty=decision.qty, price=decision.price)
-        self._orders[cid] = order
+        self._keep(order)
         if venue is None:
             # Nowhere to queue the denial: publish it on the next loop turn instead.
             reason = f"unknown venue {intent.venue!r} (configured: {', '.join(self._venues)})"
@@ -253,14 +260,16 @@ class Gateway:
         return len(orders)
 
     def open_orders(self, strategy_id: str | None = None) -> list[Order]:
-        return [
-            o
-            for o in self._orders.values()
-            if o.is_open and (strategy_id is None or o.strategy_id == strategy_id)
-        ]
+        if strategy_id is None:
+            return list(self._open.values())
+        return [o for o in self._open.values() if o.strategy_id == strategy_id]
 
     def order(self, client_order_id: str) -> Order | None:
         return self._orders.get(client_order_id)
+
+    def all_orders(self) -> list[Order]:
+        """Every order this run knows (the journal's and this run's), open or closed."""
+        return list(self._orders.values())
 
     def balance(self, venue: str, asset: str) -> Balance:
         state = self._venues.get(venue)
@@ -338,7 +347,7 @@ class Gateway:
         """Load what the journal knows and reserve client order ids; before ``run``."""
         journal = self._require_journal()
         for order in await journal.orders():
-            self._orders[order.client_order_id] = order
+            self._keep(order)
         for fill in await journal.fills():
             self._seen_trades[(fill.venue, fill.trade_id)] = None
         first = await journal.next_sequence("client_order_id", _ID_BLOCK)
@@ -347,7 +356,7 @@ class Gateway:
     def restore(self, orders: Iterable[Order]) -> None:
         """Adopt orders known from elsewhere (tests, reconciliation)."""
         for order in orders:
-            self._orders[order.client_order_id] = order
+            self._keep(order)
 
     async def run(self) -> None:
         """Send commands and consume every venue's execution reports until cancelled."""
@@ -858,8 +867,16 @@ class Gateway:
         self._publish(new, order.status)
         return new
 
+    def _keep(self, order: Order) -> None:
+        cid = order.client_order_id
+        self._orders[cid] = order
+        if order.status.is_open:
+            self._open[cid] = order
+        else:
+            self._open.pop(cid, None)
+
     def _store(self, order: Order) -> Order:
-        self._orders[order.client_order_id] = order
+        self._keep(order)
         self._progress.set()
         if self._journal is not None and self._journal.healthy:
             self._journal.update_order(order)

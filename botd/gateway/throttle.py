@@ -332,6 +332,8 @@ class Throttle:
             self._costs[endpoint] = self._resolve_costs(endpoint, per_pool)
         self._pause_until = 0
         self._ban_until = 0
+        self.pauses = 0  # 429s (pause() calls), for metrics
+        self.bans = 0  # 418s (ban() calls)
         self._queue: list[tuple[int, int, _Waiter]] = []
         self._seq = itertools.count()
         self._timer: asyncio.Task[None] | None = None
@@ -464,6 +466,7 @@ class Throttle:
 
     def pause(self, retry_after_s: float) -> None:
         """HTTP 429: send nothing of any kind for ``retry_after_s``."""
+        self.pauses += 1
         now = self._clock.time_ns()
         until = now + _seconds_to_ns(retry_after_s)
         self._pause_until = max(self._pause_until, until)
@@ -476,6 +479,7 @@ class Throttle:
 
     def ban(self, retry_after_s: float | None) -> None:
         """HTTP 418: refuse every request with :class:`Banned` until the ban ends."""
+        self.bans += 1
         seconds = DEFAULT_BAN_S if retry_after_s is None else retry_after_s
         now = self._clock.time_ns()
         self._ban_until = max(self._ban_until, now + _seconds_to_ns(seconds))

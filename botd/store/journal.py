@@ -36,7 +36,7 @@ from typing import Any, Literal, TextIO, TypeAlias
 import aiosqlite
 import structlog
 
-from botd.clock import Clock
+from botd.clock import Clock, perf_ns
 from botd.errors import BotdError
 from botd.model import Balance, Fill, Order, OrderStatus, Position
 from botd.store.codec import (
@@ -179,6 +179,8 @@ class Journal:
         self._drop_logged = False
         self.commits = 0  # successful COMMITs: group commit shows as commits < writes
         self.dropped = 0  # fire-and-forget writes discarded because unhealthy or closed
+        # Told (elapsed ns, writes) after each successful commit (metrics); None = off.
+        self.on_commit: Callable[[int, int], None] | None = None
         self._task = asyncio.get_running_loop().create_task(
             self._run_writer(), name="journal-writer"
         )
@@ -620,6 +622,8 @@ class Journal:
     async def _commit(self, batch: list[_Op]) -> None:
         conn = self._writer
         results: list[Any] = [None] * len(batch)
+        started = perf_ns()
+        elapsed: int | None = None
         try:
             # A batch of flushes only has nothing to commit: everything before it already is.
             if any(op.sql is not None or op.run is not None for op in batch):
@@ -650,6 +654,8 @@ class Journal:
                     i += 1
                 await conn.execute("COMMIT")
                 self.commits += 1
+                if self.on_commit is not None:
+                    elapsed = perf_ns() - started
         except BaseException as exc:
             await self._rollback()
             if isinstance(exc, Exception):
@@ -657,6 +663,9 @@ class Journal:
                 return
             self._reject(batch, "the journal writer was cancelled during a commit")
             raise
+        if elapsed is not None and self.on_commit is not None:
+            with contextlib.suppress(Exception):  # an observer must never fail a commit
+                self.on_commit(elapsed, len(batch))
         for op, result in zip(batch, results, strict=True):
             _resolve(op, result)
 

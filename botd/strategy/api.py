@@ -46,6 +46,7 @@ class StrategyContext(Protocol):
     def balance(self, venue: str, asset: str) -> Balance: ...
     def last_quote(self, venue: str, symbol: str) -> Quote | None: ...
     def instrument(self, venue: str, symbol: str) -> Instrument: ...
+    def market_open(self, venue: str, symbol: str) -> bool: ...
 
 
 class Strategy:
@@ -91,6 +92,14 @@ class Strategy:
 
     def on_order(self, update: OrderUpdate) -> None:
         pass
+
+    def on_session_open(self) -> None:
+        """The regular session of this strategy's (first) symbol opened (US equities: 09:30
+        New York time on trading days). Never called for symbols that trade around the
+        clock."""
+
+    def on_session_close(self) -> None:
+        """The regular session closed (16:00 New York time, or an early close)."""
 
     # -- identity and parameters ------------------------------------------------------------
     @classmethod
@@ -142,6 +151,13 @@ class Strategy:
 
     def instrument(self, symbol: str | None = None) -> Instrument:
         return self._ctx.instrument(self.venue, symbol or self.primary_symbol)
+
+    @property
+    def market_open(self) -> bool:
+        """Whether this strategy's (first) symbol is in its regular trading session now:
+        always True for crypto and other around-the-clock venues, the exchange calendar's
+        answer for US equities."""
+        return self._ctx.market_open(self.venue, self.primary_symbol)
 
     # -- rules and timers -------------------------------------------------------------------
     def when(

@@ -22,6 +22,7 @@ import structlog
 from botd.bus import Bus, Subscription
 from botd.clock import NS_PER_SECOND, Clock, perf_ns
 from botd.errors import StrategyError
+from botd.events import StrategyHalted
 from botd.feeds.bars import BarAggregator
 from botd.model import (
     Balance,
@@ -36,6 +37,7 @@ from botd.model import (
     Trade,
 )
 from botd.schedule import Scheduler
+from botd.sessions import ALWAYS_OPEN, SessionCalendar, SessionSource
 from botd.strategy.api import Strategy
 from botd.strategy.loader import LoadedStrategy
 from botd.strategy.params import ParamError, resolve_params
@@ -93,6 +95,7 @@ class HostedStrategy:
     error_total: int = 0
     overrun_total: int = 0
     calls: int = 0
+    hook_ns: int = 0  # total time spent in hooks (metrics read it at scrape time)
     halt_reason: str = ""
 
 
@@ -110,8 +113,11 @@ class StrategyHost:
         limits: HostLimits | None = None,
         perf: Callable[[], int] = perf_ns,
         log: structlog.typing.FilteringBoundLogger | None = None,
+        sessions: SessionSource | None = None,
     ) -> None:
         self._bus = bus
+        # Which calendar each (venue, symbol) trades on; None: everything around the clock.
+        self._sessions = sessions
         self._clock = clock
         self._orders = orders
         self._market = market
@@ -125,6 +131,9 @@ class StrategyHost:
         self._log = log or structlog.get_logger("botd.strategy")
         self._running: dict[str, HostedStrategy] = {}
         self._positions: dict[tuple[str, str, str], Position] = {}
+        # The flat position per instrument (immutable), asked for on every event by flat
+        # strategies; rebuilt if the venue's instrument (its rules) changes.
+        self._flat: dict[tuple[str, str], tuple[Instrument, Position]] = {}
         self.last_overrun: str | None = None  # the latest slow hook, for the loop-lag monitor
         # self.state of strategies from the previous run, handed to each when it first starts.
         self.saved_states: dict[str, dict[str, Any]] = {}
@@ -206,6 +215,11 @@ class StrategyHost:
         self._log.error(
             "strategy halted; its orders are being cancelled", strategy=strategy_id, reason=reason
         )
+        self._bus.publish(StrategyHalted(strategy_id, reason, self._clock.time_ns()))
+
+    def positions(self) -> dict[tuple[str, str, str], Position]:
+        """Every booked position by (strategy, venue, symbol); a copy, for reports."""
+        return dict(self._positions)
 
     def rebuild_positions(self, fills: Iterable[Fill]) -> None:
         """Positions from the journal's fills, oldest first, before any strategy starts."""
@@ -256,6 +270,14 @@ class StrategyHost:
     def instrument(self, venue: str, symbol: str) -> Instrument:
         return self._market.instrument(venue, symbol)
 
+    def market_open(self, venue: str, symbol: str) -> bool:
+        return self.calendar(venue, symbol).is_open(self._clock.time_ns())
+
+    def calendar(self, venue: str, symbol: str) -> SessionCalendar:
+        if self._sessions is None:
+            return ALWAYS_OPEN
+        return self._sessions.calendar(venue, symbol)
+
     def add_rule(self, strategy_id: str, rule: WhenRule) -> None:
         self._running[strategy_id].rules.append(rule)
 
@@ -279,8 +301,13 @@ class StrategyHost:
 
     def _empty_position(self, venue: str, symbol: str) -> Position:
         inst = self._market.instrument(venue, symbol)
+        cached = self._flat.get((venue, symbol))
+        if cached is not None and cached[0] is inst:
+            return cached[1]
         # Anything below one tradable unit is dust: it cannot be sold, so it is not a position.
-        return Position(venue, symbol, min_tradable=max(inst.min_qty, inst.step_size))
+        flat = Position(venue, symbol, min_tradable=max(inst.min_qty, inst.step_size))
+        self._flat[(venue, symbol)] = (inst, flat)
+        return flat
 
     def _instantiate(self, loaded: LoadedStrategy, overrides: dict[str, Any]) -> Strategy:
         cls = loaded.cls
@@ -330,6 +357,46 @@ class StrategyHost:
         if hosted.error_total:
             # Half-initialised strategies must not trade.
             self.halt(hosted.id, "on_start failed")
+        elif hosted.status is StrategyStatus.RUNNING:
+            self._watch_sessions(hosted)
+
+    def _watch_sessions(self, hosted: HostedStrategy) -> None:
+        """Call on_session_open / on_session_close at the opens and closes of the strategy's
+        (first) symbol, on the injected clock; cancelled with the strategy's other timers."""
+        strategy = hosted.strategy
+        cls = type(strategy)
+        if (
+            cls.on_session_open is Strategy.on_session_open
+            and cls.on_session_close is Strategy.on_session_close
+        ):
+            return
+        try:
+            calendar = self.calendar(strategy.venue, strategy.primary_symbol)
+        except Exception as exc:  # an unknown calendar code: trade on, without the hooks
+            self._log.error(
+                "no trading calendar; session hooks will not be called",
+                strategy=hosted.id,
+                error=str(exc),
+            )
+            return
+        if calendar is ALWAYS_OPEN or self._scheduler is None:
+            return
+
+        def change(at_ns: int) -> None:
+            if hosted.status is not StrategyStatus.RUNNING:
+                return
+            if calendar.is_open(at_ns):
+                self._call(hosted, strategy.on_session_open)
+            else:
+                self._call(hosted, strategy.on_session_close)
+
+        self._scheduler.series(
+            calendar.next_change,
+            change,
+            owner=hosted.id,
+            name="session",
+            description=f"session opens and closes ({calendar.name})",
+        )
 
     def _deactivate(self, hosted: HostedStrategy, *, call_on_stop: bool) -> None:
         for sub in hosted.subscriptions:
@@ -433,7 +500,7 @@ class StrategyHost:
         count_failure: bool = True,
         label: str | None = None,
     ) -> Any:
-        name = label or _name(hook)
+        # The hook's name is only needed to report a problem: not worked out on every call.
         hosted.calls += 1
         started = self._perf()
         try:
@@ -443,7 +510,7 @@ class StrategyHost:
             self._log.exception(
                 "strategy hook raised",
                 strategy=hosted.id,
-                hook=name,
+                hook=label or _name(hook),
                 error=f"{type(exc).__name__}: {exc}",
                 errors_total=hosted.error_total,
             )
@@ -452,8 +519,9 @@ class StrategyHost:
             return None
         finally:
             elapsed = self._perf() - started
+            hosted.hook_ns += elapsed
             if elapsed > self._budget_ns:
-                self._overrun(hosted, name, elapsed)
+                self._overrun(hosted, label or _name(hook), elapsed)
 
     def _overrun(self, hosted: HostedStrategy, hook: str, elapsed_ns: int) -> None:
         hosted.overrun_total += 1

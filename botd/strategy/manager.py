@@ -49,6 +49,10 @@ class StrategyManager:
         self._files: dict[Path, _FileVersion] = {}
         self.errors: dict[Path, list[LoadError]] = {}
         self._known: set[str] = set()  # every strategy id found in a file, running or not
+        # Ids an operator disabled (control API); never started until enabled again. The app
+        # persists the set in the journal.
+        self.disabled: set[str] = set()
+        self.sources: dict[str, Path] = {}  # every id found, and the file that defines it
 
     # -- full rescan ----------------------------------------------------------------------------
     def sync(self) -> None:
@@ -101,6 +105,59 @@ class StrategyManager:
         finally:
             pending.cancel()
 
+    # -- operator commands (control API) --------------------------------------------------------
+    def disable(self, strategy_id: str) -> None:
+        """Stop a strategy (its orders cancelled) and keep it stopped across reloads."""
+        self._require_known(strategy_id)
+        self.disabled.add(strategy_id)
+        self._host.stop(strategy_id, cancel_orders=True)
+        self._log.warning("strategy disabled by an operator", strategy=strategy_id)
+
+    def enable(self, strategy_id: str) -> None:
+        """Start a disabled, halted or stopped strategy again from its file (not a running
+        one). Raises ValueError saying why it did not start."""
+        path = self._require_known(strategy_id)
+        self.disabled.discard(strategy_id)
+        if self._host.is_running(strategy_id):
+            return
+        if self._settings.get(strategy_id, {}).get("enabled", True) is False:
+            raise ValueError(f"disabled in the settings (strategies.{strategy_id}.enabled)")
+        try:
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        except OSError as exc:
+            raise ValueError(f"cannot read {path}: {exc.strerror}") from None
+        loaded, errors = load_file(path)
+        loaded = [*loaded, *self._instances_of(loaded)]
+        item = next((i for i in loaded if i.id == strategy_id), None)
+        if errors or item is None:
+            problem = "; ".join(str(e) for e in errors) or f"{path} no longer defines it"
+            raise ValueError(problem)
+        if self._host.start(item) is None:
+            raise ValueError("it did not start (see the log)")
+        self._log.warning("strategy enabled by an operator", strategy=strategy_id)
+        previous = self._files.get(path)
+        ids = previous.ids if previous is not None else ()
+        self._files[path] = _FileVersion(
+            previous.digest if previous is not None else digest,
+            (*ids, strategy_id) if strategy_id not in ids else ids,
+        )
+
+    def reload(self, strategy_id: str) -> list[LoadError]:
+        """Load the strategy's file again now, as if it had been saved (every strategy in that
+        file reloads). Returns the file's problems; with any, the running version stays."""
+        path = self._require_known(strategy_id)
+        previous = self._files.get(path)
+        if previous is not None:
+            self._files[path] = _FileVersion("", previous.ids)  # forget the digest: re-read
+        self._sync_file(path)
+        return list(self.errors.get(path, []))
+
+    def _require_known(self, strategy_id: str) -> Path:
+        path = self.sources.get(strategy_id)
+        if path is None:
+            raise KeyError(strategy_id)
+        return path
+
     # -- internals ------------------------------------------------------------------------------
     def _sync_file(self, path: Path) -> None:
         try:
@@ -114,6 +171,11 @@ class StrategyManager:
         loaded, errors = load_file(path)
         self._known.update(item.id for item in loaded)
         loaded = [*loaded, *self._instances_of(loaded)]
+        self.sources.update((item.id, path) for item in loaded)
+        for item in loaded:
+            if item.id in self.disabled:
+                self._log.info("strategy disabled by an operator; not started", strategy=item.id)
+        loaded = [item for item in loaded if item.id not in self.disabled]
         errors = [*errors, *self._duplicates(path, loaded)]
         if errors:
             self.errors[path] = errors

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 __all__ = ["KINDS", "UsageSink", "build_venue"]
 
-KINDS = ("binance",)
+KINDS = ("binance", "alpaca")
 
 
 # Server-reported usage per pool, and when the request was sent (ns): the gateway's limiter
@@ -28,6 +28,8 @@ def build_venue(
 ) -> VenueAdapter:
     if cfg.kind == "binance":
         return _binance(name, cfg, clock, on_usage)
+    if cfg.kind == "alpaca":
+        return _alpaca(name, cfg, clock, on_usage)
     raise ConfigError(
         f"venues.{name}.kind: unknown venue kind {cfg.kind!r} (botd knows: {', '.join(KINDS)})"
     )
@@ -61,6 +63,51 @@ def _binance(
         signer=_signer(name, cfg),
         clock=clock,
         symbols=cfg.symbols,
+        on_usage=on_usage,
+        trade_over=cfg.trade_over,
+        ws_api_url=cfg.ws_api_url or (None if cfg.base_url else urls.ws_api),
+        max_connection_age_s=cfg.max_connection_age,
+        instruments_refresh_s=cfg.instruments_refresh,
+    )
+
+
+# Alpaca's hosts: paper and live trading use different keys; market data is one host for both.
+ALPACA_PAPER = "https://paper-api.alpaca.markets"
+ALPACA_LIVE = "https://api.alpaca.markets"
+ALPACA_DATA = "wss://stream.data.alpaca.markets"
+
+
+def _alpaca(
+    name: str, cfg: VenueSettings, clock: Clock, on_usage: UsageSink | None
+) -> VenueAdapter:
+    # Imported here, like Binance: the paper-only daemon never loads the network stack.
+    from botd.venues.alpaca.adapter import AlpacaAdapter
+
+    for field, value in (("api_key", cfg.api_key), ("api_secret", cfg.api_secret)):
+        if value is None or not value.get_secret_value().strip():
+            raise ConfigError(
+                f"venues.{name}.{field} is required for Alpaca (the API key id and secret "
+                f"key, as secret files venues__{name}__api_key and venues__{name}__api_secret, "
+                f"or BOTD_VENUES__{name.upper()}__API_KEY / __API_SECRET)"
+            )
+    assert cfg.api_key is not None
+    assert cfg.api_secret is not None
+    extra = {"private_key_file": cfg.private_key_file, "passphrase": cfg.passphrase}
+    for field, given in extra.items():
+        if given is not None:
+            raise ConfigError(f"venues.{name}.{field}: Alpaca keys have no {field}")
+    if not cfg.symbols:
+        raise ConfigError(f'venues.{name}.symbols: list the symbols to trade, e.g. ["AAPL"]')
+    return AlpacaAdapter(
+        name=name,
+        base_url=cfg.base_url or (ALPACA_PAPER if cfg.testnet else ALPACA_LIVE),
+        key_id=cfg.api_key,
+        secret_key=cfg.api_secret,
+        clock=clock,
+        symbols=cfg.symbols,
+        # The simulator serves market data on its trading port: derived from base_url there.
+        data_url=cfg.stream_url or (None if cfg.base_url else ALPACA_DATA),
+        stock_feed=cfg.stock_feed,
         on_usage=on_usage,
     )
 

@@ -1,10 +1,12 @@
-"""The Binance adapter (REST side) fulfils the venue contract against the protocol simulator."""
+"""The Binance adapter fulfils the venue contract against the protocol simulator, trading over
+the WebSocket API (the default) and over REST; user data streams over the WS API in both."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
+from typing import Literal
 
 import pytest
 from pydantic import SecretStr
@@ -45,13 +47,20 @@ class TestBinanceContract(VenueContract):
         finally:
             await self.sim.stop()
 
+    trade_over: Literal["ws", "rest"] = "ws"
+
     async def make_venue(self, tmp_path: Path) -> VenueAdapter:
         return BinanceAdapter(
             base_url=f"http://127.0.0.1:{self.port}",
             signer=HmacSigner(SecretStr(KEY), SecretStr(SECRET)),
             clock=self.clock,
             symbols=("BTCUSDT", "ETHUSDT"),
+            trade_over=self.trade_over,
         )
 
     async def let_time_pass(self, venue: VenueAdapter, seconds: float) -> None:
         await self.clock.advance(seconds)
+
+
+class TestBinanceContractOverRest(TestBinanceContract):
+    trade_over: Literal["ws", "rest"] = "rest"

@@ -27,6 +27,10 @@ heartbeat_interval = 0.5
 
 [paper]
 event_rate = 50
+
+[control]
+# Any free port: tests (and other people's test runs) must not fight over a fixed one.
+port = 0
 """
 
 

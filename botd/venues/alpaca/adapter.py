@@ -32,7 +32,7 @@ from botd.model import (
     TimeInForce,
     VenueOrder,
 )
-from botd.venues.alpaca.http import AlpacaHttp, NotFound
+from botd.venues.alpaca.http import AlpacaHttp, NotFound, UsageSink
 from botd.venues.alpaca.streams import StreamStats, TradeUpdates, market_events
 from botd.venues.alpaca.wire import (
     WireError,
@@ -102,6 +102,7 @@ class AlpacaAdapter:
         stock_feed: str = "iex",
         session: aiohttp.ClientSession | None = None,
         timeout_s: float = 10.0,
+        on_usage: UsageSink | None = None,
     ) -> None:
         if not symbols:
             raise ConfigError("the Alpaca venue needs at least one symbol")
@@ -110,7 +111,9 @@ class AlpacaAdapter:
         self._name = name
         self._clock = clock
         self._symbols = tuple(dict.fromkeys(symbols))
-        self._http = AlpacaHttp(base_url, key_id, secret_key, clock, session, timeout_s)
+        self._http = AlpacaHttp(
+            base_url, key_id, secret_key, clock, session, timeout_s, on_usage=on_usage
+        )
         self._stream_url = _http_to_ws(base_url.rstrip("/")) + "/stream"
         self._data_url = (data_url or _http_to_ws(base_url)).rstrip("/")
         self._stock_feed = stock_feed
@@ -171,6 +174,13 @@ class AlpacaAdapter:
             await self._updates.close()
             self._updates = None
         await self._http.close()
+
+    def session_calendar(self, symbol: str) -> str | None:
+        """The exchange calendar ``symbol`` trades on (see :mod:`botd.sessions`): the NYSE's
+        for US equities, None (around the clock) for crypto pairs."""
+        if symbol in self._crypto or "/" in symbol:
+            return None
+        return "XNYS"
 
     def _quote_of(self, symbol: str) -> str:
         inst = self._instruments.get(symbol)

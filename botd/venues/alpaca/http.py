@@ -13,7 +13,7 @@ The key and secret stay in ``SecretStr`` until the headers of a request are buil
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any, Final
 
@@ -23,11 +23,17 @@ from pydantic import SecretStr
 from botd.clock import Clock
 from botd.errors import AuthError, OrderRejected, RateLimited, TransientVenueError
 
-__all__ = ["AlpacaHttp", "NotFound"]
+__all__ = ["AlpacaHttp", "NotFound", "UsageSink"]
 
 _NS: Final = 1_000_000_000
 _MAX_ERROR_TEXT: Final = 200
 _BALANCE_CODE: Final = 40310000
+
+
+# What the account has used of its request budget (pool -> count), and when the request that
+# learned it was sent (ns): the gateway's limiter adopts it, so processes sharing a key share
+# one budget.
+UsageSink = Callable[[dict[str, int], int], None]
 
 
 class NotFound(Exception):
@@ -43,8 +49,10 @@ class AlpacaHttp:
         clock: Clock,
         session: aiohttp.ClientSession | None = None,
         timeout_s: float = 10.0,
+        on_usage: UsageSink | None = None,
     ) -> None:
         self._base = base_url.rstrip("/")
+        self._on_usage = on_usage
         self._key_id = key_id
         self._secret_key = secret_key
         self._clock = clock
@@ -85,6 +93,7 @@ class AlpacaHttp:
         body: Mapping[str, Any] | None = None,
     ) -> Any:
         """The decoded JSON reply (None for an empty one), numbers as ``Decimal``."""
+        sent_ns = self._clock.time_ns()
         try:
             async with self.session.request(
                 method,
@@ -98,11 +107,15 @@ class AlpacaHttp:
                 text = await resp.text()
                 status = resp.status
                 reset = resp.headers.get("X-Ratelimit-Reset", "")
+                limit = resp.headers.get("X-Ratelimit-Limit", "")
+                remaining = resp.headers.get("X-Ratelimit-Remaining", "")
         except (TimeoutError, aiohttp.ClientError) as exc:
             outcome = " (outcome unknown)" if method != "GET" else ""
             raise TransientVenueError(
                 f"Alpaca {method} {path} failed{outcome}: {type(exc).__name__}"
             ) from None
+        if self._on_usage is not None and limit.isdigit() and remaining.isdigit():
+            self._on_usage({"requests": max(0, int(limit) - int(remaining))}, sent_ns)
         if status < 300:
             return json.loads(text, parse_float=Decimal) if text else None
         raise self._error(method, path, status, text, reset)

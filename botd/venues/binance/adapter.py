@@ -1,17 +1,23 @@
-"""The Binance Spot venue adapter, REST trading side (first version).
+"""The Binance Spot venue adapter.
 
-Orders, cancels, queries, fills and balances go over REST (:class:`BinanceHttp`). Until the
-user-data stream client lands, :meth:`BinanceAdapter.executions` carries the reports this
-adapter can derive from its own REST replies:
+Orders, cancels, order queries and open-order listings go over the WebSocket API
+(``trade_over="ws"``, the default; :mod:`botd.venues.binance.wsapi`) or REST
+(``trade_over="rest"``; :class:`BinanceHttp`); fills (myTrades), balances and exchangeInfo over
+REST. :meth:`BinanceAdapter.executions` merges, through one
+:class:`~botd.venues.binance.userdata.ReportSequencer` (each fact once, in order):
 
-* a submit: an ``ACCEPTED`` report, then one report per fill of the ``FULL`` response (trade
-  id, price, fee), or the terminal status when nothing filled (an IOC/FOK that expired);
-* a cancel / cancel-all: the ``CANCELED`` (or other final) status the venue returned.
+* what the replies to our own requests say: a submit's ``ACCEPTED`` and ``FULL`` fills (or
+  the final status of an IOC/FOK that found nothing), a cancel's final status;
+* the user-data stream of the WS API (``executionReport``: fills of resting orders, cancels
+  and expiries however they happen).
 
-Fills of a resting order that happen *later* are therefore not streamed yet; the gateway's
-reconciliation finds them through :meth:`fills` (deduplicated by trade id). Likewise
-:meth:`market_data` reads the combined websocket market stream
-(:mod:`botd.venues.binance.stream`).
+When the user-data connection had to be replaced without overlap (events may be lost) or a
+held report expired, :meth:`executions` raises :class:`TransientVenueError` once: the gateway
+then reconciles (queries every open order and its fills) and iterates again; no queued report
+is lost. :meth:`market_data` reads the combined websocket market stream
+(:mod:`botd.venues.binance.stream`), handing over to a new connection before the 24 h cut.
+``outboundAccountPosition`` events keep a balance cache that :meth:`balances` serves when it
+is known to be current. exchangeInfo is re-read every ``instruments_refresh_s``.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ import logging
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from decimal import Decimal
 from functools import partial
-from typing import Final, TypeVar
+from typing import Final, Literal, TypeVar
 
 import aiohttp
 import msgspec
@@ -41,12 +47,21 @@ from botd.model import (
 )
 from botd.venues.base import SubmitAck, VenueCapabilities
 from botd.venues.binance.auth import Signer
-from botd.venues.binance.constants import BINANCE_CAPABILITIES, is_unknown_order
+from botd.venues.binance.constants import (
+    BINANCE_CAPABILITIES,
+    DEFAULT_MAX_CONNECTION_AGE_S,
+    is_unknown_order,
+    ws_api_url_from_rest,
+)
 from botd.venues.binance.http import BinanceHttp, UsageCallback
+from botd.venues.binance.market import HandoverMarketStream
 from botd.venues.binance.schemas import (
+    ExecutionReportEvent,
     MyTrade,
     OrderResponse,
+    OutboundAccountPosition,
     QueryOrder,
+    UserDataEvent,
     WireError,
     dec,
     decode_account,
@@ -58,7 +73,9 @@ from botd.venues.binance.schemas import (
     decode_query_order,
     map_order_status,
 )
-from botd.venues.binance.stream import BinanceMarketStream, ws_base_from_rest
+from botd.venues.binance.stream import ws_base_from_rest
+from botd.venues.binance.userdata import ReportSequencer
+from botd.venues.binance.wsapi import BinanceWsApi, ConnectLimiter
 
 __all__ = ["BinanceAdapter"]
 
@@ -73,6 +90,21 @@ _MY_TRADES_LIMIT: Final = 1000
 _OPEN_ORDERS_PER_SYMBOL: Final = 6
 _OPEN_ORDERS_ALL: Final = 80
 _UNKNOWN_ORDER: Final = "UNKNOWN_ORDER"
+# WS API method for each REST trading call.
+_WS_METHODS: Final[Mapping[tuple[str, str], str]] = {
+    ("POST", f"{_API}/order"): "order.place",
+    ("DELETE", f"{_API}/order"): "order.cancel",
+    ("GET", f"{_API}/order"): "order.status",
+    ("GET", f"{_API}/openOrders"): "openOrders.status",
+    ("DELETE", f"{_API}/openOrders"): "openOrders.cancelAll",
+}
+
+
+class _Gap:
+    """Queued where user-data events may be missing: :meth:`executions` raises there."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
 
 
 def _num(value: Decimal) -> str:
@@ -103,6 +135,12 @@ class BinanceAdapter:
         ws_url: str | None = None,
         book_depth: bool = False,
         stale_after_s: float = 10.0,
+        trade_over: Literal["ws", "rest"] = "ws",
+        ws_api_url: str | None = None,
+        user_data: bool = True,
+        max_connection_age_s: float = DEFAULT_MAX_CONNECTION_AGE_S,
+        instruments_refresh_s: float = 3600.0,
+        report_hold_s: float = 2.0,
     ) -> None:
         if not symbols:
             raise ConfigError("the Binance venue needs at least one symbol")
@@ -123,12 +161,51 @@ class BinanceAdapter:
         self._ws_url = ws_url or ws_base_from_rest(base_url)
         self._book_depth = book_depth
         self._stale_after_s = stale_after_s
+        if trade_over not in ("ws", "rest"):
+            raise ConfigError(f"trade_over must be 'ws' or 'rest', not {trade_over!r}")
+        if trade_over == "ws" and not user_data:
+            raise ConfigError("trading over the WS API needs its connection (user_data=True)")
+        self._trade_over = trade_over
+        self._max_age_s = max_connection_age_s
+        self._refresh_s = instruments_refresh_s
         self._instruments: dict[str, Instrument] = {}
+        self.not_trading: set[str] = set()  # listed symbols whose status left TRADING
         # venue orderId -> our client order id, learnt from submits, queries and listings;
         # myTrades names only the venue's id.
         self._client_ids: dict[int, str] = {}
         # Unbounded on purpose: execution reports never drop (DESIGN §3).
-        self._reports: asyncio.Queue[ExecutionReport] = asyncio.Queue()
+        self._reports: asyncio.Queue[ExecutionReport | _Gap] = asyncio.Queue()
+        self._sequencer = ReportSequencer(self._emit, clock, hold_s=report_hold_s)
+        self._held = asyncio.Event()
+        # Balances from outboundAccountPosition on top of the last REST read; trusted only
+        # while no report has gone out since the last position event (that event follows its
+        # reports) and the stream has had no gap.
+        self._account: dict[str, Balance] | None = None
+        self._positions_due = False
+        self._connect_limiter = ConnectLimiter(clock)
+        self._wsapi: BinanceWsApi | None = None
+        if user_data:
+            self._wsapi = BinanceWsApi(
+                url=ws_api_url or ws_api_url_from_rest(base_url),
+                signer=signer,
+                clock=clock,
+                offset_ms=lambda: self._http.offset_ms,
+                resync_time=self._http.sync_time,
+                on_event=self._on_user_event,
+                on_gap=self._on_gap,
+                on_usage=on_usage,
+                session=session,
+                limiter=self._connect_limiter,
+                recv_window_ms=recv_window_ms,
+                timeout_s=timeout_s,
+                max_connection_age_s=max_connection_age_s,
+            )
+        self._tasks: list[asyncio.Task[None]] = []
+        self._markets: list[HandoverMarketStream] = []  # the latest market_data() calls
+        self._book_gaps_closed = 0
+        self._book_missed_closed = 0
+        self.user_events = 0
+        self.malformed_events = 0
 
     # -- identity -----------------------------------------------------------------------------
 
@@ -144,30 +221,102 @@ class BinanceAdapter:
     def http(self) -> BinanceHttp:
         return self._http
 
+    @property
+    def ws_api(self) -> BinanceWsApi | None:
+        return self._wsapi
+
+    @property
+    def sequencer(self) -> ReportSequencer:
+        return self._sequencer
+
+    @property
+    def book_gaps(self) -> int:
+        """Depth sequence gaps the market streams detected and resynchronised, in total."""
+        return self._book_gaps_closed + sum(m.gaps for m in self._markets)
+
+    @property
+    def book_updates_missed(self) -> int:
+        """Depth update ids skipped by those gaps (a gap may skip several)."""
+        return self._book_missed_closed + sum(m.missed for m in self._markets)
+
     # -- lifecycle ----------------------------------------------------------------------------
 
     async def connect(self) -> None:
         await self._http.sync_time()
-        params = {"symbols": msgspec.json.encode(list(self._symbols)).decode()}
         try:
-            body = await self._http.get(
-                f"{_API}/exchangeInfo", params, False, "market.exchange_info"
-            )
+            statuses = await self._load_instruments()
         except OrderRejected as exc:  # -1121: a symbol the venue does not list
             raise ConfigError(
                 f"Binance does not list all of {', '.join(self._symbols)}: {exc.reason}"
             ) from None
-        info = self._decode(decode_exchange_info, body, "exchangeInfo")
-        instruments = info.to_instruments(self._name)
-        missing = [s for s in self._symbols if s not in instruments]
+        missing = [s for s in self._symbols if statuses.get(s) != "TRADING"]
         if missing:
             raise ConfigError(f"Binance does not trade {', '.join(missing)} (not TRADING)")
-        self._instruments = {s: instruments[s] for s in self._symbols}
         # Fail fast on a bad key (AuthError) rather than at the first order.
         await self.balances()
+        if self._wsapi is not None:
+            await self._wsapi.start()
+        self._tasks = [
+            asyncio.create_task(self._refresh_instruments(), name="binance-instruments"),
+            asyncio.create_task(self._expire_held(), name="binance-held-reports"),
+        ]
 
     async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        if self._wsapi is not None:
+            await self._wsapi.close()
         await self._http.close()
+
+    async def _load_instruments(self) -> dict[str, str]:
+        """Read our symbols' rules; keep those TRADING; the status of each symbol listed."""
+        params = {"symbols": msgspec.json.encode(list(self._symbols)).decode()}
+        body = await self._http.get(f"{_API}/exchangeInfo", params, False, "market.exchange_info")
+        info = self._decode(decode_exchange_info, body, "exchangeInfo")
+        statuses = {s.symbol: s.status for s in info.symbols}
+        instruments = info.to_instruments(self._name)
+        for symbol in self._symbols:
+            if symbol in instruments:
+                if self._instruments.get(symbol) not in (None, instruments[symbol]):
+                    log.warning("Binance changed the trading rules of %s", symbol)
+                self._instruments[symbol] = instruments[symbol]
+                if symbol in self.not_trading:
+                    self.not_trading.discard(symbol)
+                    log.warning("Binance %s is TRADING again", symbol)
+            elif symbol in self._instruments and symbol not in self.not_trading:
+                self.not_trading.add(symbol)
+                # Kept in instruments(): its orders still need cancelling and reconciling.
+                log.error(
+                    "Binance %s stopped trading (status %s); orders on it will be refused",
+                    symbol,
+                    statuses.get(symbol, "not listed"),
+                )
+        return statuses
+
+    async def _refresh_instruments(self) -> None:
+        while True:
+            await self._clock.sleep(self._refresh_s)
+            try:
+                await self._load_instruments()
+            except (TransientVenueError, OrderRejected) as exc:
+                log.warning("Binance exchangeInfo refresh failed: %s", exc)
+
+    async def _expire_held(self) -> None:
+        """Release reports the sequencer held for too long, after a gap marker so that the
+        gateway reconciles (finds the missing fills) before it sees them."""
+        while True:
+            wait = self._sequencer.next_expiry_s()
+            if wait is None:
+                self._held.clear()
+                await self._held.wait()
+                continue
+            if wait > 0:
+                await self._clock.sleep(wait)
+                continue
+            self._reports.put_nowait(_Gap("a held execution report expired"))
+            self._sequencer.expire()
 
     def instruments(self) -> Mapping[str, Instrument]:
         return self._instruments
@@ -177,12 +326,13 @@ class BinanceAdapter:
     async def market_data(self, symbols: Sequence[str]) -> AsyncIterator[MarketEvent]:
         """Quotes (on change) and trades from the combined websocket stream at ``ws_url``
         (default: the REST base with http->ws), plus a local order book (snapshot, then
-        deltas) when ``book_depth`` is on. One call is one connection: its loss or staleness
-        raises ``TransientVenueError`` and the caller reconnects."""
+        deltas) when ``book_depth`` is on. A connection is replaced before
+        ``max_connection_age_s`` or on ``serverShutdown`` by opening the next one first; a
+        loss or staleness raises ``TransientVenueError`` and the caller reconnects."""
         wanted = [s for s in dict.fromkeys(symbols) if s in self._instruments]
         if not wanted:
             return
-        stream = BinanceMarketStream(
+        stream = HandoverMarketStream(
             ws_base=self._ws_url,
             http=self._http,
             clock=self._clock,
@@ -191,13 +341,69 @@ class BinanceAdapter:
             session=self._session,
             depth=self._book_depth,
             stale_after_s=self._stale_after_s,
+            max_connection_age_s=self._max_age_s,
+            limiter=self._connect_limiter,
         )
+        self._markets.append(stream)
+        if len(self._markets) > 16:
+            old = self._markets.pop(0)
+            self._book_gaps_closed += old.gaps
+            self._book_missed_closed += old.missed
         async for event in stream.events():
             yield event
 
     async def executions(self) -> AsyncIterator[ExecutionReport]:
         while True:
-            yield await self._reports.get()
+            item = await self._reports.get()
+            if isinstance(item, _Gap):
+                # The gateway reconciles on this, then iterates again: nothing queued is lost.
+                raise TransientVenueError(f"Binance user data: {item.reason}")
+            if self._sequencer.stale(item):
+                continue  # queued before a query showed the order had moved on
+            yield item
+
+    # -- user data ----------------------------------------------------------------------------
+
+    def _emit(self, report: ExecutionReport) -> None:
+        # Its outboundAccountPosition is still to come (the venue sends it after the reports).
+        self._positions_due = True
+        self._reports.put_nowait(report)
+
+    def _push(self, report: ExecutionReport, cum_qty: Decimal | None = None) -> None:
+        self._sequencer.push(report, cum_qty)
+        if self._sequencer.holding:
+            self._held.set()
+
+    def _on_user_event(self, event: UserDataEvent) -> None:
+        self.user_events += 1
+        try:
+            if isinstance(event, ExecutionReportEvent):
+                if event.symbol not in self._instruments:
+                    return  # another symbol traded with the same key: not ours to report
+                report = event.to_execution_report(self._name)
+                self._client_ids[event.order_id] = report.client_order_id
+                self._push(report, dec(event.cum_qty))
+            elif isinstance(event, OutboundAccountPosition):
+                changed = event.to_balances()
+                if self._account is not None:
+                    self._account.update(changed)
+                self._positions_due = False
+        except WireError as exc:
+            self.malformed_events += 1
+            log.warning("Binance user-data event unreadable: %s", exc)
+
+    def _on_gap(self, reason: str) -> None:
+        self._account = None  # position events may be missing too: read REST next time
+        self._reports.put_nowait(_Gap(reason))
+
+    async def _trade_call(
+        self, verb: str, path: str, params: Mapping[str, str], endpoint: str
+    ) -> bytes:
+        """A signed trading call over the WS API or REST, as configured; the same reply."""
+        if self._trade_over == "ws" and self._wsapi is not None:
+            method = _WS_METHODS[(verb, path)]
+            return await self._wsapi.request(method, params, signed=True, endpoint=endpoint)
+        return await self._http.request(verb, path, params, True, endpoint)
 
     # -- orders -------------------------------------------------------------------------------
 
@@ -221,13 +427,17 @@ class BinanceAdapter:
             params["price"] = _num(order.price)
         params["newClientOrderId"] = order.client_order_id
         params["newOrderRespType"] = "FULL"
-        body = await self._http.post(f"{_API}/order", params, True, "order.submit")
+        body = await self._trade_call("POST", f"{_API}/order", params, "order.submit")
         # The order exists now: a reply we cannot read is an unknown outcome, not a failure.
         resp = self._decode(decode_order_response, body, "order response", unknown_outcome=True)
         self._client_ids[resp.order_id] = order.client_order_id
         ack = resp.to_submit_ack()
-        for report in self._submit_reports(resp):
-            self._reports.put_nowait(report)
+        reports = self._submit_reports(resp)
+        for report in reports[:-1]:
+            self._push(report)
+        # The last one may be the final status: with the executed quantity, so that it waits
+        # for fills the stream has not delivered yet.
+        self._push(reports[-1], _executed(resp) if not reports[-1].trade_id else None)
         return ack
 
     def _submit_reports(self, resp: OrderResponse) -> list[ExecutionReport]:
@@ -265,7 +475,7 @@ class BinanceAdapter:
     async def cancel(self, symbol: str, client_order_id: str) -> None:
         params = {"symbol": symbol, "origClientOrderId": client_order_id}
         try:
-            body = await self._http.delete(f"{_API}/order", params, True, "order.cancel")
+            body = await self._trade_call("DELETE", f"{_API}/order", params, "order.cancel")
         except OrderRejected as exc:
             if is_unknown_order(exc):
                 raise OrderRejected(exc.reason, code=_UNKNOWN_ORDER) from None
@@ -275,8 +485,8 @@ class BinanceAdapter:
 
     async def cancel_all(self, symbol: str) -> None:
         try:
-            body = await self._http.delete(
-                f"{_API}/openOrders", {"symbol": symbol}, True, "order.cancel_all"
+            body = await self._trade_call(
+                "DELETE", f"{_API}/openOrders", {"symbol": symbol}, "order.cancel_all"
             )
         except OrderRejected as exc:
             if is_unknown_order(exc):
@@ -296,7 +506,7 @@ class BinanceAdapter:
                 status = map_order_status(resp.status)
             except WireError:
                 log.warning("Binance cancel reply with unknown status %r", resp.status[:40])
-        self._reports.put_nowait(
+        self._push(
             ExecutionReport(
                 venue=self._name,
                 symbol=resp.symbol,
@@ -304,7 +514,8 @@ class BinanceAdapter:
                 venue_order_id=str(resp.order_id),
                 status=status,
                 ts_event=resp.transact_time * _NS_PER_MS,
-            )
+            ),
+            _executed(resp),
         )
 
     # -- queries ------------------------------------------------------------------------------
@@ -313,11 +524,13 @@ class BinanceAdapter:
         found = await self._query({"symbol": symbol, "origClientOrderId": client_order_id})
         if found is None:
             return None
-        return self._convert(lambda: found.to_venue_order(self._name), "order")
+        venue_order = self._convert(lambda: found.to_venue_order(self._name), "order")
+        self._sequencer.observe(client_order_id, venue_order.status, venue_order.filled_qty)
+        return venue_order
 
     async def _query(self, params: Mapping[str, str]) -> QueryOrder | None:
         try:
-            body = await self._http.get(f"{_API}/order", params, True, "order.query")
+            body = await self._trade_call("GET", f"{_API}/order", params, "order.query")
         except OrderRejected as exc:
             if is_unknown_order(exc):
                 return None
@@ -331,12 +544,12 @@ class BinanceAdapter:
         rows: list[QueryOrder] = []
         if len(self._symbols) * _OPEN_ORDERS_PER_SYMBOL < _OPEN_ORDERS_ALL:
             for symbol in self._symbols:
-                body = await self._http.get(
-                    path, {"symbol": symbol}, True, "order.open_orders.symbol"
+                body = await self._trade_call(
+                    "GET", path, {"symbol": symbol}, "order.open_orders.symbol"
                 )
                 rows.extend(self._decode(decode_open_orders, body, "openOrders"))
         else:
-            body = await self._http.get(path, {}, True, "order.open_orders")
+            body = await self._trade_call("GET", path, {}, "order.open_orders")
             wanted = set(self._symbols)
             listed = self._decode(decode_open_orders, body, "openOrders")
             rows.extend(o for o in listed if o.symbol in wanted)
@@ -347,17 +560,26 @@ class BinanceAdapter:
         return out
 
     async def fills(self, symbol: str, since_ns: int) -> list[ExecutionReport]:
-        """``GET /api/v3/myTrades`` from ``since_ns``, paged by trade id.
+        """``GET /api/v3/myTrades`` from ``since_ns`` (our clock, shifted by the measured
+        server-time offset), paged by trade id.
 
         myTrades names only the venue's order id: our client id comes from the cache this
         adapter keeps (submits, queries, listings) or else one order query. Each report's
         status is the order's status right after that fill, from the order's current executed
-        quantity counted back over the later fills (one order query per order involved).
+        quantity counted back over the later fills (one order query per order involved). A
+        query that fails transiently for an order whose client id is known already costs only
+        that precision (its fills say PARTIALLY_FILLED): the fills themselves are what
+        recovery needs, and one failure among many queries must not withhold them all.
         """
         trades = await self._my_trades(symbol, since_ns)
         orders: dict[int, QueryOrder | None] = {}
         for order_id in dict.fromkeys(t.order_id for t in trades):
-            orders[order_id] = await self._query({"symbol": symbol, "orderId": str(order_id)})
+            try:
+                orders[order_id] = await self._query({"symbol": symbol, "orderId": str(order_id)})
+            except TransientVenueError:
+                if order_id not in self._client_ids:
+                    raise
+                orders[order_id] = None
         try:
             # The order's cumulative quantity right after each fill, walking back from now.
             cum: dict[int, Decimal] = {
@@ -379,7 +601,9 @@ class BinanceAdapter:
         return reports
 
     async def _my_trades(self, symbol: str, since_ns: int) -> list[MyTrade]:
-        since_ms = since_ns // _NS_PER_MS
+        # Trade times are the venue's clock: compare in it (our time plus the measured
+        # offset), or a venue running behind us would hide the fills we are looking for.
+        since_ms = since_ns // _NS_PER_MS + self._http.offset_ms
         params: dict[str, str] = {
             "symbol": symbol,
             "startTime": str(since_ms),
@@ -390,7 +614,7 @@ class BinanceAdapter:
         while True:
             body = await self._http.get(f"{_API}/myTrades", params, True, "account.fills")
             page = self._decode(decode_my_trades, body, "myTrades")
-            fresh = [t for t in page if t.id not in seen and t.time * _NS_PER_MS >= since_ns]
+            fresh = [t for t in page if t.id not in seen and t.time >= since_ms]
             for t in fresh:
                 seen.add(t.id)
             out.extend(fresh)
@@ -406,11 +630,18 @@ class BinanceAdapter:
         return out
 
     async def balances(self) -> dict[str, Balance]:
+        """From the user-data stream's positions when they are current, else over REST."""
+        stream_live = self._wsapi is not None and self._wsapi.connected
+        if self._account is not None and stream_live and not self._positions_due:
+            return dict(self._account)
+        self._positions_due = False
         body = await self._http.get(
             f"{_API}/account", {"omitZeroBalances": "true"}, True, "account.balances"
         )
         account = self._decode(decode_account, body, "account")
-        return self._convert(account.to_balances, "account")
+        balances = self._convert(account.to_balances, "account")
+        self._account = dict(balances) if stream_live else None
+        return balances
 
     # -- helpers ------------------------------------------------------------------------------
 
@@ -430,3 +661,13 @@ class BinanceAdapter:
             return fn()
         except WireError as exc:
             raise TransientVenueError(f"Binance {what} unreadable: {exc}") from None
+
+
+def _executed(resp: OrderResponse) -> Decimal | None:
+    """The executed quantity an order reply states (RESULT/FULL replies, cancels)."""
+    if resp.executed_qty is None:
+        return None
+    try:
+        return dec(resp.executed_qty)
+    except WireError:
+        return None

@@ -6,7 +6,7 @@ WIRE_FACTS are marked [U] with where they come from, so they are checked before 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 
@@ -26,12 +26,17 @@ __all__ = [
     "BINANCE_ENDPOINT_COSTS",
     "BINANCE_ERROR_CODES",
     "BINANCE_RATE_LIMITS",
+    "CONNECTION_LIFETIME_S",
+    "CONNECT_ATTEMPTS",
+    "CONNECT_WINDOW_S",
+    "DEFAULT_MAX_CONNECTION_AGE_S",
     "LIVE",
     "ORDERS_1D",
     "ORDERS_10S",
     "REQUEST_WEIGHT",
     "TESTNET",
     "USAGE_HEADERS",
+    "WS_API_PATH",
     "BinanceUrls",
     "ClockSkew",
     "depth_weight",
@@ -40,6 +45,8 @@ __all__ = [
     "retry_after_from_headers",
     "retry_after_from_ws",
     "usage_from_headers",
+    "usage_from_ws",
+    "ws_api_url_from_rest",
 ]
 
 
@@ -65,6 +72,29 @@ TESTNET = BinanceUrls(
     streams="wss://stream.testnet.binance.vision",
     ws_api="wss://ws-api.testnet.binance.vision/ws-api/v3",
 )
+
+# WIRE_FACTS §1.1: the WS API's path on its host (the simulator serves it next to REST).
+WS_API_PATH = "/ws-api/v3"
+
+# WIRE_FACTS §1.5/§1.6: a stream or WS API connection lives at most 24 h; at most 300
+# connection attempts per 5 minutes per IP (streams and WS API alike).
+CONNECTION_LIFETIME_S = 86_400.0
+# Replace a connection this long after it opened, well before the venue's cut.
+DEFAULT_MAX_CONNECTION_AGE_S = 84_600.0  # 23.5 h
+CONNECT_ATTEMPTS = 300
+CONNECT_WINDOW_S = 300.0
+
+
+def ws_api_url_from_rest(base_url: str) -> str:
+    """The WS API URL of a REST base that serves both (the simulator): ``http://h:p`` ->
+    ``ws://h:p/ws-api/v3``. Binance's own hosts differ: use :data:`LIVE`/:data:`TESTNET`."""
+    base = base_url.rstrip("/")
+    if base.startswith("https://"):
+        base = "wss://" + base[len("https://") :]
+    elif base.startswith("http://"):
+        base = "ws://" + base[len("http://") :]
+    return base + WS_API_PATH
+
 
 # Pool names match PAPER_CAPABILITIES so paper and live strategies meet the same budget.
 REQUEST_WEIGHT = "REQUEST_WEIGHT"
@@ -163,6 +193,28 @@ def usage_from_headers(headers: Mapping[str, str]) -> dict[str, int]:
         text = value.strip()
         if text.isascii() and text.isdigit() and len(text) <= 18:
             usage[pool] = int(text)
+    return usage
+
+
+# WS API ``rateLimits`` entries (WIRE_FACTS §1.3) -> our pool names, by (type, interval, n).
+_WS_POOLS: Mapping[tuple[str, str, int], str] = MappingProxyType(
+    {
+        ("REQUEST_WEIGHT", "MINUTE", 1): REQUEST_WEIGHT,
+        ("ORDERS", "SECOND", 10): ORDERS_10S,
+        ("ORDERS", "DAY", 1): ORDERS_1D,
+    }
+)
+
+
+def usage_from_ws(rate_limits: Sequence[tuple[str, str, int, int]]) -> dict[str, int]:
+    """Pool usage from a WS API reply's ``rateLimits`` as (rateLimitType, interval,
+    intervalNum, count) rows; rows of pools we do not declare, or negative counts, are
+    skipped."""
+    usage: dict[str, int] = {}
+    for kind, interval, num, count in rate_limits:
+        pool = _WS_POOLS.get((kind, interval, num))
+        if pool is not None and count >= 0:
+            usage[pool] = count
     return usage
 
 

@@ -67,6 +67,8 @@ __all__ = [
     "UnhandledEvent",
     "UserDataEvent",
     "WireError",
+    "WsApiMessage",
+    "WsRateLimit",
     "dec",
     "decode_account",
     "decode_book_tickers",
@@ -82,6 +84,7 @@ __all__ = [
     "decode_query_order",
     "decode_server_time",
     "decode_user_event",
+    "decode_ws_api_message",
     "map_order_status",
 ]
 
@@ -896,3 +899,51 @@ def decode_user_event(data: bytes | str) -> UserDataEvent:
         return UnhandledEvent(kind)
     event: UserDataEvent = _user_known(body)
     return event
+
+
+# --------------------------------------------------------------------------- WS API envelope
+
+
+class WsRateLimit(msgspec.Struct, frozen=True, rename="camel"):
+    """One ``rateLimits`` row of a WS API reply (WIRE_FACTS §1.3)."""
+
+    rate_limit_type: str
+    interval: str
+    interval_num: int
+    count: int
+    limit: int = 0
+
+
+class WsErrorData(msgspec.Struct, frozen=True, rename="camel"):
+    retry_after: int | None = None  # epoch ms, on 429/418
+    server_time: int | None = None
+
+
+class WsError(msgspec.Struct, frozen=True):
+    code: int
+    msg: str = ""
+    data: WsErrorData | None = None
+
+
+class WsApiMessage(msgspec.Struct, frozen=True, rename="camel"):
+    """Any frame the WS API sends: a reply ``{"id","status","result"|"error","rateLimits"}``
+    or a user-data event ``{"subscriptionId","event"}``. ``result``/``event`` stay raw so each
+    is decoded by the decoder of what was asked; an empty Raw means absent."""
+
+    id: int | str | None = None
+    status: int | None = None
+    result: msgspec.Raw = msgspec.field(default_factory=msgspec.Raw)
+    error: WsError | None = None
+    rate_limits: tuple[WsRateLimit, ...] = ()
+    subscription_id: int | None = None
+    event: msgspec.Raw = msgspec.field(default_factory=msgspec.Raw)
+
+    @property
+    def is_reply(self) -> bool:
+        return self.status is not None
+
+    def usage_rows(self) -> list[tuple[str, str, int, int]]:
+        return [(r.rate_limit_type, r.interval, r.interval_num, r.count) for r in self.rate_limits]
+
+
+decode_ws_api_message: Final = _struct(WsApiMessage)

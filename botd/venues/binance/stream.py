@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from decimal import Decimal
 from typing import Final
 
@@ -79,6 +79,7 @@ class LocalBook:
         self.update_id = 0
         self.synced = False
         self.gaps = 0
+        self.missed = 0  # update ids the detected gaps skipped
         self.syncs = 0
         self._bids: dict[Decimal, Decimal] = {}
         self._asks: dict[Decimal, Decimal] = {}
@@ -174,6 +175,7 @@ class LocalBook:
 
     def _gap(self, first_update_id: int) -> None:
         self.gaps += 1
+        self.missed += max(0, first_update_id - self.update_id - 1)
         log.warning(
             "Binance depth gap on %s: book at %s, next diff starts at %s; resyncing",
             self.symbol,
@@ -208,6 +210,8 @@ class BinanceMarketStream:
         depth_limit: int = 1000,
         stale_after_s: float = 10.0,
         close_timeout_s: float = 5.0,
+        on_shutdown: Callable[[], None] | None = None,
+        before_connect: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self._ws_base = ws_base.rstrip("/")
         self._http = http
@@ -226,10 +230,19 @@ class BinanceMarketStream:
         self._last_top: dict[str, tuple[Decimal, Decimal, Decimal, Decimal]] = {}
         self._last_msg_ns = 0
         self._stale = False
+        # With on_shutdown, serverShutdown is reported to it (the caller hands over to a new
+        # connection) instead of ending the stream; the venue closes it soon after anyway.
+        self._on_shutdown = on_shutdown
+        self._before_connect = before_connect  # e.g. a connection-attempt limiter
 
     @property
     def gaps(self) -> int:
         return sum(b.gaps for b in self.books.values())
+
+    @property
+    def missed(self) -> int:
+        """Depth update ids skipped by the gaps detected (each then resynchronised)."""
+        return sum(b.missed for b in self.books.values())
 
     def stream_names(self) -> list[str]:
         names: list[str] = []
@@ -257,6 +270,8 @@ class BinanceMarketStream:
         assert session is not None
         watchdog: asyncio.Task[None] | None = None
         try:
+            if self._before_connect is not None:
+                await self._before_connect()
             try:
                 ws = await session.ws_connect(
                     self.url(), timeout=aiohttp.ClientWSTimeout(ws_close=self._close_timeout_s)
@@ -343,7 +358,10 @@ class BinanceMarketStream:
                     return []
                 return await self._on_diff(book, event, ts_recv)
             if isinstance(event, ServerShutdown):
-                raise TransientVenueError("Binance market stream: server shutting down")
+                if self._on_shutdown is None:
+                    raise TransientVenueError("Binance market stream: server shutting down")
+                log.info("Binance market stream: server shutting down; handing over")
+                self._on_shutdown()
         except WireError as exc:
             self._malformed(data, exc)
         return []

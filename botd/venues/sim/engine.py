@@ -387,6 +387,13 @@ class MatchingEngine:
             None if ask is None else BookLevel(ask.price, ask.size),
         )
 
+    def best_prices(self, symbol: str) -> tuple[Decimal | None, Decimal | None]:
+        """The best bid and ask prices alone: :meth:`top_of_book` without building levels,
+        for callers that ask on every market event (the backtest venue)."""
+        book = self._books[symbol]
+        bid, ask = book.bids.best(), book.asks.best()
+        return (None if bid is None else bid.price, None if ask is None else ask.price)
+
     def depth(self, symbol: str, levels: int) -> tuple[list[BookLevel], list[BookLevel]]:
         book = self._books[symbol]
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from zoneinfo import ZoneInfo
 
-__all__ = ["ET", "Phase", "Session", "UsEquityHours"]
+__all__ = ["ET", "AlwaysOpenHours", "Phase", "Session", "UsEquityHours"]
 
 ET = ZoneInfo("America/New_York")
 _NS = 1_000_000_000
@@ -128,3 +128,29 @@ class UsEquityHours:
 
     def next_close(self, ns: int) -> int:
         return self.next_session(ns).close_ns
+
+
+class AlwaysOpenHours(UsEquityHours):
+    """Every calendar day (ET) is one session from midnight to midnight: the equities trade
+    whatever the time. For tests and demos run while the real market is closed
+    (``botd sim alpaca --session always-open``); never what Alpaca does."""
+
+    def __init__(self) -> None:  # no calendar to load
+        self._sessions = {}
+
+    def session_on(self, date: dt.date) -> Session | None:
+        found = self._sessions.get(date)
+        if found is None:
+            start = dt.datetime.combine(date, dt.time(), ET)
+            end = dt.datetime.combine(date + dt.timedelta(days=1), dt.time(), ET)
+            found = Session(date, int(start.timestamp()) * _NS, int(end.timestamp()) * _NS)
+            self._sessions[date] = found
+        return found
+
+    def sessions(self, start: dt.date, end: dt.date) -> list[Session]:
+        days = (end - start).days + 1
+        return [s for i in range(days) if (s := self.session_on(start + dt.timedelta(i)))]
+
+    @property
+    def bounds(self) -> tuple[dt.date, dt.date]:
+        return dt.date(1970, 1, 2), dt.date(9999, 12, 30)

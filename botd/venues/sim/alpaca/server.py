@@ -95,7 +95,8 @@ def _loopback(host: str) -> bool:
 class AlpacaSimulator:
     """``api_keys`` maps each API key id to its secret; ``cash`` the starting USD of a key's
     account (100 000 when not listed). ``step_rate`` market steps per second of the injected
-    clock; None leaves stepping to the caller (:meth:`step`)."""
+    clock; None leaves stepping to the caller (:meth:`step`). ``hours`` the equities' trading
+    hours (the XNYS calendar by default)."""
 
     def __init__(
         self,
@@ -108,6 +109,7 @@ class AlpacaSimulator:
         step_rate: float | None = 10.0,
         requests_per_minute: int = 200,
         streams: DataStreamConfig | None = None,
+        hours: UsEquityHours | None = None,
     ) -> None:
         if step_rate is not None and step_rate <= 0:
             raise ValueError("step_rate must be positive")
@@ -126,7 +128,7 @@ class AlpacaSimulator:
         self._market = MarketGenerator(
             self._engine, [a.spec for a in self._assets.values()], seed=seed
         )
-        self._hours = UsEquityHours()
+        self._hours = hours if hours is not None else UsEquityHours()
         self._ids = IdSource(seed)
         self._interval = None if step_rate is None else 1.0 / step_rate
         self._limiter = RateLimiter(requests_per_minute)

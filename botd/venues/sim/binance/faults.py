@@ -9,8 +9,14 @@ site        counted event                                fault kinds
 ``stream``  each market-data message queued to a client  ``drop``, ``stall``, ``shutdown``
 ``depth``   each ``depthUpdate`` event of any symbol     ``depth_gap``, ``depth_dup``
 ``rest``    each REST request (method/path filtered)     ``http500``, ``http503``, ``timeout``
+``wsapi``   each WS API request (method filtered)        ``http500``, ``http503``, ``timeout``,
+                                                         ``drop``, ``stall``, ``shutdown``
 ``user``    each user-data event (see :meth:`reorder`)   ``reorder``
 ==========  ===========================================  =========================================
+
+A fault goes to the ``wsapi`` site when its trigger names a WS API method (``method=order.place``:
+any method that is not an HTTP verb) or ``path=/ws-api/v3`` (every WS API request); otherwise
+to its kind's site above.
 
 ``skew`` is a state, not an event: from its trigger time on, the server's clock runs
 ``skew_ms`` off the injected clock (``GET /api/v3/time``, ``timestamp`` checks, event times).
@@ -37,16 +43,29 @@ What each fault does:
   (``hang``: held open until the simulator stops). Matches ``POST /api/v3/order`` by default.
 * ``reorder``: that user-data event is held back and delivered after the next one.
 
+On a WS API request (``wsapi`` site): ``http500``/``http503`` answer it with
+``{"id","status":500|503,"error":{"code":-1001|-1016,...}}`` (``after``: processed first);
+``timeout`` processes it, then sends no reply and cuts the connection (``hang``: no reply,
+the connection stays up), ``order.place`` only unless the trigger names another method;
+``drop`` cuts the connection before the request is processed; ``stall`` leaves it
+unprocessed and the connection silent (no replies, events or pings; requests ignored) for
+``seconds``; ``shutdown`` sends ``serverShutdown`` on every WS API connection and closes them
+after the grace period (the request itself is served).
+
 Spec syntax (``botd sim binance --faults SPEC``), items separated by commas::
 
     seed=42                    seed of the probabilistic faults (default 0)
     KIND[=ARG]@TRIGGER         scripted: fires once
     KIND[=ARG]~P               seeded: each event of the site, with probability P
+    KIND[=ARG]~P@FILTER        seeded, only on events FILTER matches
     TRIGGER := n=N | t=SECONDS | method=M | path=/api/v3/...   joined with '&'
+    FILTER  := method=M | path=P                                 joined with '&'
+    M       := an HTTP verb (REST) or a WS API method name, e.g. order.place (WS API)
     ARG     := skew: milliseconds (signed); stall: seconds; timeout: hang;
                http500/http503: after
 
-e.g. ``depth_gap@n=5,drop@t=30,skew=2500@t=0,http503~0.01,timeout@n=1,seed=7``.
+e.g. ``depth_gap@n=5,drop@t=30,skew=2500@t=0,http503~0.01,timeout@n=1,seed=7``, or for the
+WS API ``timeout@n=2&method=order.place,http503~0.05@path=/ws-api/v3``.
 """
 
 from __future__ import annotations
@@ -62,6 +81,7 @@ from typing import Generic, Protocol, TypeVar
 from aiohttp import web
 
 __all__ = [
+    "WS_API_PATH",
     "Fault",
     "FaultKind",
     "FaultSpecError",
@@ -102,6 +122,20 @@ _SITES: Mapping[FaultKind, str] = {
     FaultKind.REORDER: "user",
     FaultKind.SKEW: "clock",
 }
+
+#: The path that stands for the WS API in a trigger, and the kinds a WS API request can fire.
+WS_API_PATH = "/ws-api/v3"
+_WS_KINDS = frozenset(
+    {
+        FaultKind.HTTP_500,
+        FaultKind.HTTP_503,
+        FaultKind.TIMEOUT,
+        FaultKind.DROP,
+        FaultKind.STALL,
+        FaultKind.SHUTDOWN,
+    }
+)
+_HTTP_VERBS = frozenset({"GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"})
 
 #: Binance's bodies for the two 5xx answers (errors.md: -1001 DISCONNECTED, -1016
 #: SERVICE_SHUTTING_DOWN). Either means "execution status unknown" to a client.
@@ -171,6 +205,7 @@ class Fired:
 class _Scripted:
     trigger: Trigger
     fault: Fault
+    site: str
     seen: int = 0
     done: bool = False
 
@@ -179,13 +214,25 @@ class _Scripted:
 class _Site:
     rng: random.Random
     count: int = 0
-    rates: list[tuple[Fault, float]] = field(default_factory=list)
+    rates: list[tuple[Fault, float, Trigger]] = field(default_factory=list)
+
+
+def _site_of(fault: Fault, trigger: Trigger) -> str:
+    """Where a fault is counted: ``wsapi`` if its trigger names a WS API method or path."""
+    method = trigger.method
+    if trigger.path != WS_API_PATH and (method is None or method in _HTTP_VERBS):
+        return fault.site
+    if fault.kind not in _WS_KINDS:
+        raise ValueError(f"{fault.kind} cannot be triggered by a WS API request")
+    return "wsapi"
 
 
 class WireFaultPlan:
     """``scripted``: ``(trigger, fault)`` pairs, each firing once. ``rates``: a probability
     per event of the fault's site for each seeded fault (``Fault`` or a bare kind), with
-    generators seeded from ``seed``. A plan keeps counters: use one per simulator."""
+    generators seeded from ``seed``; ``filtered``: ``(filter, fault, probability)`` seeded
+    faults that fire only on events of that ``method``/``path`` (a WS API method or path puts
+    them on the ``wsapi`` site). A plan keeps counters: use one per simulator."""
 
     def __init__(
         self,
@@ -193,22 +240,28 @@ class WireFaultPlan:
         *,
         seed: int = 0,
         rates: Mapping[Fault | FaultKind | str, float] | None = None,
+        filtered: Iterable[tuple[Trigger, Fault, float]] = (),
     ) -> None:
         self._seed = seed
-        self._scripted = [_Scripted(t, f) for t, f in scripted]
+        self._scripted = [_Scripted(t, f, _site_of(f, t)) for t, f in scripted]
         for s in self._scripted:
             if s.trigger.nth is not None and s.trigger.nth < 1:
                 raise ValueError("a trigger's nth counts from 1")
         self._sites: dict[str, _Site] = {}
-        for site in ("stream", "depth", "rest", "user"):
+        for site in ("stream", "depth", "rest", "user", "wsapi"):
             self._sites[site] = _Site(random.Random(f"{seed}/{site}"))
-        for key, p in (rates or {}).items():
-            fault = key if isinstance(key, Fault) else Fault(FaultKind(key))
+        seeded: list[tuple[Trigger, Fault, float]] = [
+            (Trigger(), key if isinstance(key, Fault) else Fault(FaultKind(key)), p)
+            for key, p in (rates or {}).items()
+        ]
+        seeded.extend(filtered)
+        for trig, fault, p in seeded:
             if fault.kind is FaultKind.SKEW:
                 raise ValueError("skew is a state: give it a trigger, not a rate")
             if not 0.0 <= p <= 1.0:
                 raise ValueError(f"the rate of {fault.kind} must be within [0, 1], not {p}")
-            self._sites[fault.site].rates.append((fault, p))
+            filt = Trigger(method=trig.method, path=trig.path)
+            self._sites[_site_of(fault, filt)].rates.append((fault, p, filt))
         self._start_ms: int | None = None
         self.fired: list[Fired] = []
 
@@ -218,6 +271,7 @@ class WireFaultPlan:
         seed = 0
         scripted: list[tuple[Trigger, Fault]] = []
         rates: dict[Fault | FaultKind | str, float] = {}
+        filtered: list[tuple[Trigger, Fault, float]] = []
         for raw in spec.split(","):
             item = raw.strip()
             if not item:
@@ -229,7 +283,8 @@ class WireFaultPlan:
                     raise FaultSpecError(f"{item!r}: seed must be an integer") from None
                 continue
             if "~" in item:
-                head, _, prob = item.partition("~")
+                head, _, tail = item.partition("~")
+                prob, at, filt = tail.partition("@")
                 fault = _parse_fault(head, item)
                 try:
                     p = float(prob)
@@ -237,16 +292,25 @@ class WireFaultPlan:
                     raise FaultSpecError(f"{item!r}: probability must be a number") from None
                 if fault.kind is FaultKind.SKEW or not 0.0 <= p <= 1.0:
                     raise FaultSpecError(f"{item!r}: needs a probability in [0, 1] (not skew)")
-                rates[fault] = p
+                if not at:
+                    rates[fault] = p
+                    continue
+                only = _parse_trigger(filt, item)
+                if only.nth is not None or only.at_s or (only.method, only.path) == (None, None):
+                    raise FaultSpecError(f"{item!r}: a rate's filter takes method=M, path=P only")
+                narrow = Trigger(method=only.method, path=only.path)
+                _check_site(fault, narrow, item)
+                filtered.append((narrow, fault, p))
                 continue
             head, at, trig = item.partition("@")
             fault = _parse_fault(head, item)
             trigger = _parse_trigger(trig, item) if at else Trigger(at_s=0.0)
             if fault.kind is FaultKind.SKEW and trigger.nth is not None:
                 raise FaultSpecError(f"{item!r}: skew takes a time trigger (t=), not n=")
+            _check_site(fault, trigger, item)
             scripted.append((trigger, fault))
         try:
-            return cls(scripted, seed=seed, rates=rates)
+            return cls(scripted, seed=seed, rates=rates, filtered=filtered)
         except ValueError as e:
             raise FaultSpecError(str(e)) from None
 
@@ -291,6 +355,11 @@ class WireFaultPlan:
         """A REST request arrived (before the simulator processes it)."""
         return self._consult("rest", now_ms, method, path)
 
+    def on_ws_api(self, method: str, now_ms: int) -> Fault | None:
+        """A WS API request of ``method`` (e.g. ``order.place``) arrived, before it is
+        processed."""
+        return self._consult("wsapi", now_ms, method, WS_API_PATH)
+
     def on_user_event(self, now_ms: int) -> Fault | None:
         """A user-data event is about to be sent (see :class:`UserEventReorderer`)."""
         return self._consult("user", now_ms)
@@ -324,11 +393,12 @@ class WireFaultPlan:
         site = self._sites[site_name]
         site.count += 1
         chosen: Fault | None = None
+        filtered = site_name in ("rest", "wsapi")
         for s in self._scripted:
-            if s.done or s.fault.site != site_name:
+            if s.done or s.site != site_name:
                 continue
             trig = s.trigger
-            if site_name == "rest" and not _rest_match(s.fault, trig, method, path):
+            if filtered and not _rest_match(s.fault, trig, method, path):
                 continue
             s.seen += 1
             if trig.nth is not None and s.seen < trig.nth:
@@ -340,10 +410,10 @@ class WireFaultPlan:
                 chosen = s.fault
         # Draw for every seeded fault of the site on every event, fired or not, so the
         # sequence of draws depends on the event count only.
-        for fault, p in site.rates:
+        for fault, p, filt in site.rates:
             hit = site.rng.random() < p
             if hit and chosen is None and fire:
-                if site_name == "rest" and not _rest_match(fault, Trigger(), method, path):
+                if filtered and not _rest_match(fault, filt, method, path):
                     continue
                 chosen = fault
         if chosen is not None:
@@ -352,9 +422,21 @@ class WireFaultPlan:
 
 
 def _rest_match(fault: Fault, trig: Trigger, method: str, path: str) -> bool:
-    if fault.kind is FaultKind.TIMEOUT and trig.method is None and trig.path is None:
-        return method == "POST" and path == "/api/v3/order"
+    """Whether a REST or WS API request matches; ``timeout`` with no method named takes
+    orders only (``POST /api/v3/order``, WS API ``order.place``)."""
+    if fault.kind is FaultKind.TIMEOUT and trig.method is None:
+        if path == WS_API_PATH:
+            return method == "order.place"
+        if trig.path is None:
+            return method == "POST" and path == "/api/v3/order"
     return trig.matches(method, path)
+
+
+def _check_site(fault: Fault, trigger: Trigger, item: str) -> None:
+    try:
+        _site_of(fault, trigger)
+    except ValueError as e:
+        raise FaultSpecError(f"{item!r}: {e}") from None
 
 
 def _parse_fault(head: str, item: str) -> Fault:
@@ -408,7 +490,11 @@ def _parse_trigger(text: str, item: str) -> Trigger:
             elif key == "t":
                 at_s = float(value)
             elif key == "method":
-                method = value.upper()
+                # An HTTP verb (REST, any case) or a WS API method name (as the API spells it).
+                upper = value.upper()
+                method = upper if upper in _HTTP_VERBS else value.removeprefix("v3/")
+                if not method:
+                    raise ValueError
             elif key == "path":
                 path = value
             else:

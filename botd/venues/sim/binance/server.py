@@ -56,6 +56,7 @@ from botd.venues.sim.binance.marketdata import (
 from botd.venues.sim.binance.streams import StreamConfig, StreamHub, taker_orders
 from botd.venues.sim.binance.userdata import UserEvents
 from botd.venues.sim.binance.wsapi import WsApi
+from botd.venues.sim.binance.wsconn import ConnectAttempts
 from botd.venues.sim.engine import EngineResult, MatchingEngine
 from botd.venues.sim.market import MarketGenerator, SymbolSpec, default_instruments
 
@@ -248,6 +249,9 @@ class BinanceSimulator:
         self._routes = self._route_table()
         self._faults = faults  # see faults.py; None: a well-behaved venue
         self._stopping = asyncio.Event()  # releases requests a ``timeout=hang`` fault holds
+        ws_cfg = streams or StreamConfig()
+        # Streams and WS API connections count against one per-IP attempt window.
+        attempts = ConnectAttempts(ws_cfg.max_connects, ws_cfg.connect_window)
         self._hub = StreamHub(
             self._instruments,
             depth=self._engine.depth,
@@ -257,8 +261,8 @@ class BinanceSimulator:
             clock=clock,
             klines=self._klines,
             faults=faults,
+            attempts=attempts,
         )
-        ws_cfg = streams or StreamConfig()
         self._wsapi = WsApi(
             keys=self._keys,
             limiter=self._limiter,
@@ -266,8 +270,10 @@ class BinanceSimulator:
             call_rest=self._call_rest,
             rest_weight=lambda verb, path, params: self._routes[(verb, path)].weight(params),
             rest_routes=self._routes.keys(),
-            heartbeat=ws_cfg.heartbeat,
-            queue_size=ws_cfg.queue_size,
+            config=ws_cfg,
+            clock=clock,
+            attempts=attempts,
+            faults=faults,
         )
         self._user = UserEvents(
             assets=lambda symbol: (self._instruments[symbol].base, self._instruments[symbol].quote),
@@ -290,6 +296,11 @@ class BinanceSimulator:
     def streams(self) -> StreamHub:
         """The market-data stream server (e.g. ``announce_shutdown()``)."""
         return self._hub
+
+    @property
+    def ws_api(self) -> WsApi:
+        """The WebSocket API server (e.g. ``announce_shutdown()``)."""
+        return self._wsapi
 
     @property
     def faults(self) -> WireFaultPlan | None:

@@ -17,8 +17,10 @@ interval is over.
 Connection rules (:class:`StreamConfig`, all on the injected clock): a ping frame every 20 s
 and a close when no pong answering one came for 60 s (unsolicited pongs do not count); a close
 at 24 h; a close when more than 5 frames (text, binary, ping, pong) arrive within a second;
-at most 1024 streams; at most 300 connection attempts per 5 minutes per IP (HTTP 429 on the
-handshake beyond that). :meth:`StreamHub.announce_shutdown` sends ``serverShutdown`` and
+at most 1024 streams; at most 300 connection attempts per 5 minutes per IP, WS API
+connections included (HTTP 429 on the handshake beyond that; see
+:mod:`~botd.venues.sim.binance.wsconn`, whose keepalive both servers run).
+:meth:`StreamHub.announce_shutdown` sends ``serverShutdown`` and
 closes every connection after a grace period; stopping the server sends it too. A
 :class:`~botd.venues.sim.binance.faults.WireFaultPlan` can drop or stall a connection, skip or
 repeat a depth event, or announce a shutdown.
@@ -42,6 +44,12 @@ from botd.clock import Clock
 from botd.model import BookLevel, Liquidity, Side, Trade
 from botd.venues.sim.binance.faults import FaultKind, WireFaultPlan
 from botd.venues.sim.binance.klines import KlineBook
+from botd.venues.sim.binance.wsconn import (
+    ConnectAttempts,
+    keep_alive,
+    note_pong,
+    refuse_connection,
+)
 from botd.venues.sim.engine import AccountReport
 
 __all__ = ["StreamConfig", "StreamHub", "taker_orders"]
@@ -71,8 +79,9 @@ class StreamConfig:
     of an open kline (``1s`` klines: every second); ``queue_size``: events buffered per
     connection before it counts as a slow consumer; ``depth_levels``: how many levels per
     side the diff stream covers (a level leaving that window is sent with quantity 0).
-    ``heartbeat`` is the WS API's ping interval (aiohttp's heartbeat); streams use
-    ``ping_interval``."""
+    ``heartbeat`` is the WS API's ping interval, on the injected clock like ``ping_interval``
+    (the streams'); the WS API shares ``pong_timeout``, ``max_lifetime``, ``shutdown_grace``,
+    ``queue_size`` and the connection-attempt window with the streams."""
 
     heartbeat: float = 20.0
     queue_size: int = 1000
@@ -154,10 +163,13 @@ class StreamHub:
         clock: Clock | None = None,
         klines: KlineBook | None = None,
         faults: WireFaultPlan | None = None,
+        attempts: ConnectAttempts | None = None,
     ) -> None:
         """``clock`` runs the timers (pings, lifetime, kline pushes; without it there are
         none); ``klines`` is the book the kline streams read (without it they stay silent);
-        ``faults`` the plan consulted before each market-data message and depth event."""
+        ``faults`` the plan consulted before each market-data message and depth event;
+        ``attempts`` the per-IP connection-attempt window (shared with the WS API; by default
+        one of the config's size)."""
         self._symbols = {s.lower(): s for s in symbols}
         self._depth = depth
         self._update_id = update_id
@@ -172,7 +184,9 @@ class StreamHub:
         self._tops: dict[str, tuple[BookLevel | None, BookLevel | None]] = {}
         self._agg_ids: dict[str, int] = {}
         self._kline_sent: dict[str, tuple[int, int]] = {}  # stream -> (bar open, last push)
-        self._attempts: dict[str, deque[int]] = {}
+        self._attempts = attempts or ConnectAttempts(
+            self._cfg.max_connects, self._cfg.connect_window
+        )
         self._tasks: set[asyncio.Task[None]] = set()
         self._kline_wake = asyncio.Event()  # set while some kline stream has subscribers
 
@@ -212,29 +226,14 @@ class StreamHub:
     def _admit(self, ip: str) -> int | None:
         """Count a connection attempt from ``ip``; ``None`` if allowed, else the seconds until
         one would be (attempts refused do not count)."""
-        now = self._mono_ms()
-        window = int(self._cfg.connect_window * 1000)
-        seen = self._attempts.setdefault(ip, deque())
-        while seen and seen[0] <= now - window:
-            seen.popleft()
-        if len(seen) >= self._cfg.max_connects:
-            return max(1, math.ceil((seen[0] + window - now) / 1000))
-        seen.append(now)
-        return None
+        return self._attempts.admit(ip, self._mono_ms())
 
     async def _serve(
         self, request: web.Request, streams: Sequence[str], *, combined: bool
     ) -> web.StreamResponse:
         retry = self._admit(request.remote or "unknown")
         if retry is not None:
-            # Binance documents the limit, not the answer; a 429 with Retry-After is what its
-            # other rate limits give. [U]
-            limit = self._cfg.max_connects
-            return web.json_response(
-                {"code": -1003, "msg": f"Too many connection attempts; limit is {limit}."},
-                status=429,
-                headers={"Retry-After": str(retry)},
-            )
+            return refuse_connection(self._attempts.limit, retry)
         for name in streams:
             if self._parse(name) is None:
                 return web.json_response(
@@ -276,9 +275,8 @@ class StreamHub:
                     if not self._stalled(conn):
                         with contextlib.suppress(ConnectionError):
                             await ws.pong(msg.data)
-                elif msg.type is WSMsgType.PONG and bytes(msg.data) in conn.pings:
-                    conn.pings.clear()
-                    conn.last_pong_ms = self._mono_ms()
+                elif msg.type is WSMsgType.PONG:
+                    note_pong(conn, bytes(msg.data), self._mono_ms())
         finally:
             self._drop(conn)
             for task in (conn.writer, conn.keeper):
@@ -303,31 +301,18 @@ class StreamHub:
     async def _keep(self, conn: _Conn, clock: Clock) -> None:
         """Pings, the pong deadline and the lifetime of one connection."""
         cfg = self._cfg
-        interval = max(1, int(cfg.ping_interval * 1000))
-        next_ping = conn.opened_ms + interval
-        end = conn.opened_ms + int(cfg.max_lifetime * 1000)
-        while not conn.closing:
-            now = self._mono_ms()
-            if now >= end:
-                self._close(conn, WSCloseCode.GOING_AWAY, b"connection lifetime exceeded")
-                return
-            stalled = self._stalled(conn)
-            if stalled:
-                conn.last_pong_ms = now  # a stalled server neither pings nor times out
-                conn.pings.clear()
-            deadline = conn.last_pong_ms + int(cfg.pong_timeout * 1000)
-            if now >= deadline:
-                self._close(conn, WSCloseCode.POLICY_VIOLATION, b"pong timeout")
-                return
-            if now >= next_ping:
-                if not stalled:
-                    payload = str(now).encode()
-                    conn.pings[payload] = None
-                    with contextlib.suppress(ConnectionError):
-                        await conn.ws.ping(payload)
-                next_ping = now + interval
-            wake = min(next_ping, deadline, end)
-            await clock.sleep(max(wake - now, 1) / 1000)
+        await keep_alive(
+            conn,
+            clock,
+            mono_ms=self._mono_ms,
+            ping_interval=cfg.ping_interval,
+            pong_timeout=cfg.pong_timeout,
+            max_lifetime=cfg.max_lifetime,
+            closing=lambda: conn.closing,
+            stalled=lambda: self._stalled(conn),
+            ping=conn.ws.ping,
+            close=lambda code, reason: self._close(conn, code, reason),
+        )
 
     def _stalled(self, conn: _Conn) -> bool:
         until = conn.stalled_until

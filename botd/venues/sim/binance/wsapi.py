@@ -14,6 +14,20 @@ key type), each event wrapped as ``{"subscriptionId":N,"event":{...}}``.
 Replies and events of a connection share one bounded queue drained by a writer task, so they
 leave in the order they were produced; a connection that falls too far behind is closed (1008),
 never fed a partial stream. Events produced while a request runs are sent after its reply.
+Ending a subscription (``userDataStream.unsubscribe``, ``session.logout``, or a
+``session.logon`` with another key dropping the logged-on one) sends it
+``{"subscriptionId":N,"event":{"e":"eventStreamTerminated","E":ms}}`` after the reply.
+
+Connection rules (WIRE_FACTS §1.6), on the injected clock with the streams' mechanism
+(:mod:`~botd.venues.sim.binance.wsconn`): a ping frame every ``StreamConfig.heartbeat`` (20 s)
+and a close when no pong answering one came within ``pong_timeout`` (60 s); a close at
+``max_lifetime`` (24 h); connection attempts count in the per-IP window the streams use (300
+per 5 min; HTTP 429 beyond) and cost 2 request weight. :meth:`WsApi.announce_shutdown` sends
+``{"event":{"e":"serverShutdown","E":ms}}`` and closes every connection (1001) after
+``shutdown_grace``; stopping the server sends it too. Binance documents no inbound message rate
+for the WS API (only request weight), so none is enforced. A
+:class:`~botd.venues.sim.binance.faults.WireFaultPlan` is consulted for each request
+(``wsapi`` site): 5xx replies, lost replies, dropped or stalled connections, shutdowns.
 
 Choices where the documentation is silent (also in docs/venues.md): malformed JSON gets
 ``-1135 "Invalid JSON Request"``; an unknown method ``-1020 "This operation is not supported."``;
@@ -28,14 +42,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
+from botd.clock import Clock
 from botd.venues.sim.binance.auth import ApiKey, check_timestamp, ws_payload
 from botd.venues.sim.binance.errors import BinanceError, mandatory
+from botd.venues.sim.binance.faults import HTTP_BODIES, Fault, FaultKind, WireFaultPlan
 from botd.venues.sim.binance.limits import RateLimiter
+from botd.venues.sim.binance.streams import StreamConfig
+from botd.venues.sim.binance.wsconn import (
+    ConnectAttempts,
+    keep_alive,
+    note_pong,
+    refuse_connection,
+)
 
 __all__ = ["WsApi"]
 
@@ -99,6 +123,7 @@ class _Close:
 
 _BANNED = _Close(WSCloseCode.POLICY_VIOLATION, b"IP banned")
 _SLOW = _Close(WSCloseCode.POLICY_VIOLATION, b"slow consumer")
+_SHUTDOWN = _Close(WSCloseCode.GOING_AWAY, b"server shutdown")
 
 
 @dataclass(eq=False, slots=True)
@@ -115,6 +140,14 @@ class _Session:
     next_sub: int = 0
     closing: bool = False  # no more replies or events: a close is queued
     writer: asyncio.Task[None] | None = None
+    # Connection rules, on the clock's monotonic ms (see wsconn.keep_alive).
+    transport: asyncio.Transport | None = None
+    opened_ms: int = 0
+    last_pong_ms: int = 0
+    pings: dict[bytes, None] = field(default_factory=dict)
+    keeper: asyncio.Task[None] | None = None
+    stalled_until: float | None = None  # a ``stall`` fault: nothing moves until then
+    after_reply: list[str] = field(default_factory=list)  # sent right after the reply
 
 
 def _dumps(obj: object) -> str:
@@ -139,7 +172,11 @@ class WsApi:
 
     ``call_rest(verb, path, params, account, now_ms)`` runs a REST route's handler and
     ``rest_weight(verb, path, params)`` prices it; a method whose route is not among
-    ``rest_routes`` is not served. ``keys`` are the simulator's API keys."""
+    ``rest_routes`` is not served. ``keys`` are the simulator's API keys. ``config`` gives
+    the connection rules (``heartbeat`` is the ping interval), ``clock`` runs them (without
+    it there are no pings, lifetimes or grace periods), ``attempts`` is the per-IP
+    connection-attempt window (shared with the streams) and ``faults`` the plan consulted
+    for each request."""
 
     def __init__(
         self,
@@ -150,8 +187,10 @@ class WsApi:
         call_rest: CallRest,
         rest_weight: RestWeight,
         rest_routes: Collection[tuple[str, str]],
-        heartbeat: float,
-        queue_size: int,
+        config: StreamConfig | None = None,
+        clock: Clock | None = None,
+        attempts: ConnectAttempts | None = None,
+        faults: WireFaultPlan | None = None,
     ) -> None:
         self._keys = keys
         self._limiter = limiter
@@ -159,8 +198,11 @@ class WsApi:
         self._call_rest = call_rest
         self._rest_weight = rest_weight
         self._rest = {m: r for m, r in _REST.items() if (r[0], r[1]) in rest_routes}
-        self._heartbeat = heartbeat
-        self._queue_size = queue_size
+        self._cfg = cfg = config or StreamConfig()
+        self._clock = clock
+        self._attempts = attempts or ConnectAttempts(cfg.max_connects, cfg.connect_window)
+        self._faults = faults
+        self._tasks: set[asyncio.Task[None]] = set()
         self._sessions: set[_Session] = set()
         self._subs: dict[str, dict[_Session, int]] = {}  # account -> session -> sub id
         self._pending: list[tuple[str, str]] = []  # (account, event JSON) not yet queued
@@ -169,6 +211,7 @@ class WsApi:
     def add_routes(self, app: web.Application) -> None:
         app.router.add_get(_PATH, self._serve)
         app.on_shutdown.append(self._on_shutdown)
+        app.on_cleanup.append(self._on_cleanup)
 
     @property
     def connections(self) -> int:
@@ -196,44 +239,99 @@ class WsApi:
 
     # -- connections --------------------------------------------------------------------------
 
+    def _mono_ms(self) -> int:
+        """The time the connection rules run on: the clock's monotonic reading (a skewed
+        server clock does not move pings or lifetimes)."""
+        if self._clock is None:
+            return self._now_ms()
+        return self._clock.monotonic_ns() // 1_000_000
+
     async def _serve(self, request: web.Request) -> web.StreamResponse:
         now_ms = self._now_ms()
         ip = request.remote or "unknown"
+        retry = self._attempts.admit(ip, self._mono_ms())
+        if retry is not None:
+            return refuse_connection(self._attempts.limit, retry)
         try:
             self._limiter.charge_weight(ip, _CONNECT_WEIGHT, now_ms)
         except BinanceError as e:
             return web.json_response(
                 {"code": e.code, "msg": e.msg}, status=e.status, headers=e.headers
             )
-        ws = web.WebSocketResponse(heartbeat=self._heartbeat)
+        ws = web.WebSocketResponse(autoping=False)  # pings and pongs are ours to count
         await ws.prepare(request)
+        opened = self._mono_ms()
         sess = _Session(
             ws=ws,
             ip=ip,
             connected_ms=now_ms,
             rate_limits=request.query.get("returnRateLimits", "true") != "false",
-            queue=asyncio.Queue(maxsize=self._queue_size),
+            queue=asyncio.Queue(maxsize=self._cfg.queue_size),
+            transport=request.transport,
+            opened_ms=opened,
+            last_pong_ms=opened,
         )
         self._sessions.add(sess)
         sess.writer = asyncio.create_task(self._write(sess))
+        if self._clock is not None:
+            sess.keeper = asyncio.create_task(self._keep(sess, self._clock))
         try:
             async for msg in ws:
+                if msg.type is WSMsgType.PONG:
+                    note_pong(sess, bytes(msg.data), self._mono_ms())
+                    continue
+                if sess.closing or self._stalled(sess):
+                    continue  # nothing moves on a stalled connection
                 if msg.type is WSMsgType.TEXT:
                     self._flush()  # events of earlier requests leave before this reply
                     status, reply = self._handle(sess, msg.data)
                 elif msg.type is WSMsgType.BINARY:
                     status, reply = self._reply(sess, None, None, _invalid_json())
+                elif msg.type is WSMsgType.PING:
+                    with contextlib.suppress(ConnectionError):
+                        await ws.pong(msg.data)
+                    continue
                 else:
                     continue
-                self._enqueue(sess, reply)
+                if reply is not None:
+                    self._enqueue(sess, reply)
+                after, sess.after_reply = sess.after_reply, []
+                for text in after:
+                    self._enqueue(sess, text)
                 if status == 418:  # banned: the venue says so, then disconnects
                     self._enqueue(sess, _BANNED)
         finally:
             self._drop(sess)
-            sess.writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sess.writer
+            for task in (sess.writer, sess.keeper):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
         return ws
+
+    async def _keep(self, sess: _Session, clock: Clock) -> None:
+        cfg = self._cfg
+        await keep_alive(
+            sess,
+            clock,
+            mono_ms=self._mono_ms,
+            ping_interval=cfg.heartbeat,
+            pong_timeout=cfg.pong_timeout,
+            max_lifetime=cfg.max_lifetime,
+            closing=lambda: sess.closing,
+            stalled=lambda: self._stalled(sess),
+            ping=sess.ws.ping,
+            close=lambda code, reason: self._enqueue(sess, _Close(code, reason)),
+        )
+
+    def _stalled(self, sess: _Session) -> bool:
+        until = sess.stalled_until
+        if until is None:
+            return False
+        if self._mono_ms() < until:
+            return True
+        sess.stalled_until = None
+        return False
 
     async def _write(self, sess: _Session) -> None:
         while True:
@@ -241,13 +339,15 @@ class WsApi:
             if isinstance(item, _Close):
                 await sess.ws.close(code=item.code, message=item.reason)
                 return
+            if self._stalled(sess):
+                continue  # lost, as on a socket that stopped moving
             try:
                 await sess.ws.send_str(item)
             except ConnectionError:
                 return
 
     def _enqueue(self, sess: _Session, item: str | _Close) -> None:
-        if sess.closing:
+        if sess.closing or (isinstance(item, str) and self._stalled(sess)):
             return
         try:
             sess.queue.put_nowait(item)
@@ -262,18 +362,59 @@ class WsApi:
         else:
             sess.closing = isinstance(item, _Close)
 
+    def _abort(self, sess: _Session) -> None:
+        """Cut ``sess``'s TCP connection with no close frame (``drop``, ``timeout``)."""
+        sess.closing = True
+        self._drop(sess)
+        if sess.transport is not None:
+            sess.transport.abort()
+
     def _drop(self, sess: _Session) -> None:
         for sub_id in list(sess.subs):
             self._unsubscribe(sess, sub_id)
         self._sessions.discard(sess)
 
+    @staticmethod
+    def _shutdown_text(now_ms: int) -> str:
+        return _dumps({"event": {"e": "serverShutdown", "E": now_ms}})
+
+    def announce_shutdown(self, grace: float | None = None) -> None:
+        """Send ``serverShutdown`` on every open connection and close them all ``grace``
+        seconds later (the config's ``shutdown_grace`` by default) on the clock; new
+        connections are still accepted."""
+        text = self._shutdown_text(self._now_ms())
+        doomed = list(self._sessions)
+        for sess in doomed:
+            self._enqueue(sess, text)
+        delay = self._cfg.shutdown_grace if grace is None else grace
+        task = asyncio.get_running_loop().create_task(self._close_later(doomed, delay))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _close_later(self, doomed: list[_Session], delay: float) -> None:
+        if self._clock is not None and delay > 0:
+            await self._clock.sleep(delay)
+        for sess in doomed:
+            self._enqueue(sess, _SHUTDOWN)
+
     async def _on_shutdown(self, _app: web.Application) -> None:
+        text = self._shutdown_text(self._now_ms())
         for sess in list(self._sessions):
+            if not sess.closing and not self._stalled(sess):
+                with contextlib.suppress(ConnectionError):
+                    await sess.ws.send_str(text)
             await sess.ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")
+
+    async def _on_cleanup(self, _app: web.Application) -> None:
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     # -- requests -----------------------------------------------------------------------------
 
-    def _handle(self, sess: _Session, text: str) -> tuple[int, str]:
+    def _handle(self, sess: _Session, text: str) -> tuple[int, str | None]:
+        """The status and reply frame of one request (``None``: a fault swallowed it)."""
         try:
             req = json.loads(text, parse_int=_Num, parse_float=_Num)
         except ValueError:
@@ -301,7 +442,18 @@ class WsApi:
         if method not in self._rest and method not in _SESSION_METHODS:
             return self._reply(sess, req_id, None, BinanceError(-1020, _NOT_SUPPORTED), show)
         now_ms = self._now_ms()
+        fault = self._faults.on_ws_api(method, now_ms) if self._faults is not None else None
+        if fault is not None and fault.kind is not FaultKind.TIMEOUT and not fault.after:
+            if fault.is_http:  # refused before anything happened
+                return self._reply(sess, req_id, None, _fault_error(fault), show)
+            if fault.kind is FaultKind.SHUTDOWN:
+                self.announce_shutdown()  # and the request is served as usual
+            else:
+                self._connection_fault(sess, fault)
+                return 0, None
         account = ""
+        result: object = None
+        error: BinanceError | None = None
         try:
             if method in self._rest:
                 verb, path, security = self._rest[method]
@@ -313,8 +465,24 @@ class WsApi:
                 self._limiter.charge_weight(sess.ip, _SESSION_WEIGHT, now_ms)
                 result = self._session_method(sess, method, params, now_ms)
         except BinanceError as e:
-            return self._reply(sess, req_id, None, e, show, self._orders_of(method, params, sess))
-        return self._reply(sess, req_id, result, None, show, self._orders_of(method, params, sess))
+            error = e
+        orders_of = self._orders_of(method, params, sess)
+        if fault is not None:
+            if fault.is_http:  # processed, then a 5xx: the outcome is unknown to the client
+                return self._reply(sess, req_id, None, _fault_error(fault), show, orders_of)
+            if fault.kind is FaultKind.TIMEOUT and error is None:  # accepted, never answered
+                if not fault.hang:
+                    self._abort(sess)
+                return 200, None
+        return self._reply(sess, req_id, result, error, show, orders_of)
+
+    def _connection_fault(self, sess: _Session, fault: Fault) -> None:
+        """``drop``: cut the connection; ``stall``: let nothing move on it for a while."""
+        if fault.kind is FaultKind.DROP:
+            self._abort(sess)
+        elif fault.kind is FaultKind.STALL:
+            seconds = fault.seconds
+            sess.stalled_until = self._mono_ms() + seconds * 1000 if seconds > 0 else math.inf
 
     def _orders_of(self, method: str, params: dict[str, str], sess: _Session) -> str | None:
         """The account whose ORDERS counts an order.place reply shows (if it is known)."""
@@ -391,11 +559,11 @@ class WsApi:
         if method == "session.logon":
             key = self._verify(params, now_ms, ed25519_only=True)
             if sess.key != key and sess.logon_sub is not None:
-                self._unsubscribe(sess, sess.logon_sub)
+                self._unsubscribe(sess, sess.logon_sub, now_ms)
             sess.key, sess.authorized_ms = key, now_ms
         elif method == "session.logout":
             if sess.logon_sub is not None:
-                self._unsubscribe(sess, sess.logon_sub)
+                self._unsubscribe(sess, sess.logon_sub, now_ms)
             sess.key = sess.authorized_ms = None
         elif method == "session.subscriptions":
             return [{"subscriptionId": sub_id} for sub_id in sess.subs]
@@ -412,9 +580,9 @@ class WsApi:
             raw = params.get("subscriptionId")
             if raw is None or raw == "":
                 for sub_id in list(sess.subs):
-                    self._unsubscribe(sess, sub_id)
+                    self._unsubscribe(sess, sub_id, now_ms)
             elif raw.isdigit():
-                self._unsubscribe(sess, int(raw))
+                self._unsubscribe(sess, int(raw), now_ms)
             else:
                 raise mandatory("subscriptionId")
             return {}
@@ -440,12 +608,17 @@ class WsApi:
         subs[sess] = sub_id
         return sub_id
 
-    def _unsubscribe(self, sess: _Session, sub_id: int) -> None:
+    def _unsubscribe(self, sess: _Session, sub_id: int, ended_ms: int | None = None) -> None:
+        """End a subscription; with ``ended_ms`` (a request ended it) it is told so with
+        ``eventStreamTerminated`` after the reply."""
         account = sess.subs.pop(sub_id, None)
         if sub_id == sess.logon_sub:
             sess.logon_sub = None
         if account is None:
             return
+        if ended_ms is not None:
+            event = _dumps({"e": "eventStreamTerminated", "E": ended_ms})
+            sess.after_reply.append(f'{{"subscriptionId":{sub_id},"event":{event}}}')
         subs = self._subs.get(account)
         if subs is not None:
             subs.pop(sess, None)
@@ -455,6 +628,12 @@ class WsApi:
 
 def _invalid_json() -> BinanceError:
     return BinanceError(-1135, "Invalid JSON Request")
+
+
+def _fault_error(fault: Fault) -> BinanceError:
+    """The error of an ``http500``/``http503`` fault: Binance's -1001/-1016 body."""
+    code, msg = HTTP_BODIES[fault.status]
+    return BinanceError(code, msg, fault.status)
 
 
 def _limit(kind: str, interval: str, num: int, limit: int, count: int) -> dict[str, object]:

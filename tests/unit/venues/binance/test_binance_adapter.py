@@ -386,6 +386,7 @@ async def test_unreachable_venue_is_transient_with_unknown_outcome(env: Env) -> 
         signer=signer(),
         clock=env.clock,
         symbols=("BTCUSDT",),
+        trade_over="rest",
     )
     try:
         with pytest.raises(TransientVenueError, match="outcome unknown") as err:

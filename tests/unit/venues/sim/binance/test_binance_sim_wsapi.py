@@ -471,8 +471,12 @@ async def test_order_placed_by_rest_reaches_a_signature_subscription(env: Env) -
     assert reports[-1]["Z"] == body["cummulativeQuoteQty"]
     assert all(e["m"] is False and e["N"] == "BTC" for e in reports[1:])
     assert events[-1]["event"]["e"] == "outboundAccountPosition"
-    # Unsubscribing one subscription leaves the other.
+    # Unsubscribing one subscription leaves the other; the ended one is told so.
     assert (await c.call("userDataStream.unsubscribe", {"subscriptionId": 0}))["result"] == {}
+    assert await c.event() == {
+        "subscriptionId": 0,
+        "event": {"e": "eventStreamTerminated", "E": c.ts()},
+    }
     assert (await c.call("session.subscriptions"))["result"] == [{"subscriptionId": 1}]
     await env.rest(
         "POST", "/api/v3/order", symbol="BTCUSDT", side="BUY", type="MARKET", quantity="0.001"
@@ -622,9 +626,11 @@ async def test_a_subscriber_that_falls_behind_is_cut_off() -> None:
 
 
 async def test_server_sends_ping_frames() -> None:
-    e = await _env(heartbeat=0.2)
+    e = await _env(heartbeat=0.2)  # on the injected clock (more in test_..._wsapi_rules.py)
     try:
         ws = await e.session.ws_connect(f"{e.base}/ws-api/v3", autoping=False)
+        await asyncio.sleep(0.05)
+        await e.clock.advance(0.2)
         msg = await ws.receive(timeout=3)
         assert msg.type is aiohttp.WSMsgType.PING
         await ws.pong(msg.data)
