@@ -20,7 +20,7 @@ def add_alpaca_parser(venues: argparse._SubParsersAction[argparse.ArgumentParser
     alpaca = venues.add_parser(
         "alpaca", help="Alpaca trading API v2, market-data streams and trade_updates"
     )
-    alpaca.add_argument("--port", type=int, default=8766, help="loopback port (default 8766)")
+    alpaca.add_argument("--port", type=int, default=8767, help="loopback port (default 8767)")
     alpaca.add_argument("--seed", type=int, default=7, help="seed of the simulated market")
     alpaca.add_argument(
         "--key",
