@@ -991,6 +991,8 @@ def _render_table(
     subtables: list[tuple[str, Mapping[str, Any]]] = []
     for key, value in items.items():
         path = (*header, key)
+        if isinstance(value, BaseModel):
+            value = {f: getattr(value, f) for f in type(value).model_fields}
         if not mask_keys and isinstance(value, dict):
             subtables.append((key, value))
             continue
@@ -1012,7 +1014,9 @@ def render_settings(settings: Settings) -> str:
     """
     origins = settings._origins
     lines = ["# Effective botd configuration. Secrets are masked."]
-    for section in ("log", "daemon", "paper", "control"):
+    for section in type(settings).model_fields:
+        if section in ("venues", "strategies"):
+            continue
         model: BaseModel = getattr(settings, section)
         values = {name: getattr(model, name) for name in type(model).model_fields}
         _render_table(lines, (section,), values, origins, mask_keys=False)

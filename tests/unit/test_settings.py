@@ -435,6 +435,22 @@ def test_render_settings_is_valid_toml_that_loads_back(tmp_path: Path) -> None:
     assert again.model_dump() == s.model_dump()
 
 
+def test_render_settings_shows_every_section_and_masks_nested_secrets(tmp_path: Path) -> None:
+    s = load(
+        tmp_path,
+        toml='[risk]\nmax_open_orders = 7\n[notify.telegram]\nchat_id = "42"\n',
+        env={"BOTD_NOTIFY__TELEGRAM__BOT_TOKEN": CANARY},
+    )
+    text = render_settings(s)
+    assert CANARY not in text
+    data = tomllib.loads(text)
+    sections = [name for name in Settings.model_fields if name not in ("venues", "strategies")]
+    assert sorted(data) == sorted(sections)  # every section is shown, nothing invented
+    assert data["risk"]["max_open_orders"] == 7
+    assert data["notify"]["telegram"]["bot_token"] == "**********"
+    assert "# from environment BOTD_NOTIFY__TELEGRAM__BOT_TOKEN" in text
+
+
 # ---------------------------------------------------------------------- example config
 
 
