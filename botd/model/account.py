@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
 from botd.model.enums import Side
@@ -40,6 +40,14 @@ class Position:
     # A holding smaller than this cannot be traded (below the venue's step or minimum
     # quantity, typically left behind by fees paid in the base asset), so it counts as flat.
     min_tradable: Decimal = _ZERO
+    # What the open quantity cost (quote, fees apart), kept exactly: ``avg_price`` is derived
+    # from it, so a round trip realizes exactly ``proceeds - cost`` instead of carrying the
+    # rounding of a divided average into the P&L. Zero when unknown (a position built from
+    # qty and avg_price alone); then ``avg_price * |qty|`` stands in for it.
+    cost: Decimal = field(default=_ZERO, compare=False, repr=False)
+
+    def _cost(self) -> Decimal:
+        return self.cost if self.cost or not self.qty else self.avg_price * abs(self.qty)
 
     @property
     def is_flat(self) -> bool:
@@ -60,19 +68,22 @@ class Position:
         signed = qty if side is Side.BUY else -qty
         old = self.qty
         new = old + signed
+        cost = self._cost()
         if old == 0 or (old > 0) == (signed > 0):
             # Opening or adding: the average moves.
-            avg = (self.avg_price * abs(old) + price * qty) / abs(new)
-            return replace(self, qty=new, avg_price=avg)
+            cost += price * qty
+            return replace(self, qty=new, avg_price=cost / abs(new), cost=cost)
         closed = min(abs(old), qty)
         direction = 1 if old > 0 else -1
-        realized = self.realized_pnl + (price - self.avg_price) * closed * direction
+        # The closed part's share of the cost; exact when the whole position closes.
+        share = cost if closed == abs(old) else cost * closed / abs(old)
+        realized = self.realized_pnl + (price * closed - share) * direction
         if new == 0:
-            return replace(self, qty=new, avg_price=_ZERO, realized_pnl=realized)
+            return replace(self, qty=new, avg_price=_ZERO, realized_pnl=realized, cost=_ZERO)
         if (new > 0) == (old > 0):
-            return replace(self, qty=new, realized_pnl=realized)
+            return replace(self, qty=new, realized_pnl=realized, cost=cost - share)
         # Flipped through zero: the remainder opens at this price.
-        return replace(self, qty=new, avg_price=price, realized_pnl=realized)
+        return replace(self, qty=new, avg_price=price, realized_pnl=realized, cost=price * abs(new))
 
     def apply_fee(self, fee: Decimal, asset: str, *, base: str, quote: str) -> Position:
         """Account for a fee. A fee paid in the base asset shrinks the holding (what a venue
@@ -82,6 +93,7 @@ class Position:
         if asset == base and self.qty != 0:
             new_qty = self.qty - fee if self.qty > 0 else self.qty + fee
             if new_qty == 0 or (new_qty > 0) != (self.qty > 0):
-                return replace(self, qty=_ZERO, avg_price=_ZERO)
-            return replace(self, qty=new_qty, avg_price=self.avg_price * self.qty / new_qty)
+                return replace(self, qty=_ZERO, avg_price=_ZERO, cost=_ZERO)
+            cost = self._cost()  # the holding shrinks, what it cost does not
+            return replace(self, qty=new_qty, avg_price=cost / abs(new_qty), cost=cost)
         return self
