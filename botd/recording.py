@@ -41,6 +41,7 @@ __all__ = [
     "ReadStats",
     "RecordingError",
     "RecordingWriter",
+    "UnknownEventType",
     "decode_event",
     "encode_event",
     "read_recording",
@@ -52,6 +53,10 @@ VERSION = 1
 
 class RecordingError(ValueError):
     """A recording that cannot be read: names the file and the line."""
+
+
+class UnknownEventType(ValueError):
+    """A line of a type this version does not know (written by a newer botd): skipped."""
 
 
 def encode_event(event: MarketEvent) -> dict[str, Any]:
@@ -219,7 +224,7 @@ def decode_event(obj: dict[str, Any]) -> MarketEvent:
             ts,
             recv,
         )
-    raise ValueError(f"unknown event type {kind!r}")
+    raise UnknownEventType(f"unknown event type {kind!r}")
 
 
 @dataclass(slots=True)
@@ -228,6 +233,7 @@ class ReadStats:
     (a recorder that was killed) — the events before the cut are all yielded."""
 
     events: int = 0
+    skipped: int = 0  # lines of event types this version does not know
     truncated: bool = False
     header: dict[str, Any] | None = None
 
@@ -237,7 +243,8 @@ def read_recording(path: Path, stats: ReadStats | None = None) -> Iterator[Marke
 
     A malformed line raises :class:`RecordingError` naming the file and line number; a file
     cut off inside the compressed stream ends the iteration quietly with
-    ``stats.truncated = True``.
+    ``stats.truncated = True``; a line of an event type this version does not know is skipped
+    and counted in ``stats.skipped``.
     """
     st = stats if stats is not None else ReadStats()
     opener: Callable[[], IO[str]]
@@ -281,6 +288,9 @@ def read_recording(path: Path, stats: ReadStats | None = None) -> Iterator[Marke
                     st.header = obj
                     continue
                 event = decode_event(obj)
+            except UnknownEventType:
+                st.skipped += 1
+                continue
             except (ValueError, KeyError) as exc:
                 raise RecordingError(f"{path}:{lineno}: {exc}") from None
             st.events += 1

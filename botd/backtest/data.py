@@ -20,17 +20,17 @@ import csv
 import gzip
 import io
 import itertools
-import json
 import zipfile
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import IO, Any
 
 from botd.durations import timeframe_ns
-from botd.model import Bar, BookLevel, Quote, Side, Trade
+from botd.model import Bar, BookSnapshot, Quote, Side, Trade
+from botd.recording import RecordingError, read_recording
 
 __all__ = [
     "BARS",
@@ -520,55 +520,31 @@ def _read_parquet(source: DataSource, venue: str, limit: int | None) -> Iterator
 
 # -- recordings ------------------------------------------------------------------------------
 def _read_recording(source: DataSource, venue: str, limit: int | None) -> Iterator[Event]:
-    path = source.path
-    with _open_text(path) as fh:
-        for line_no, line in enumerate(fh, start=1):
-            text = line.strip()
-            if not text:
-                continue
-            try:
-                record = json.loads(text)
-                event = _record_event(record, venue, source.symbol)
-            except (ValueError, KeyError, TypeError, IndexError) as exc:
-                raise DataError(f"{path}:{line_no}: {exc}") from None
-            if event is not None:
-                yield event
-            if limit is not None and line_no >= limit:
-                return
-
-
-def _record_event(record: dict[str, Any], venue: str, symbol: str | None) -> Event | None:
-    kind = record["type"]
-    sym = symbol or str(record["symbol"])
-    ts = int(record["ts_ns"])
-    recv = int(record.get("ts_recv_ns", ts))
-
-    def d(key: str, default: str | None = None) -> Decimal:
-        raw = record.get(key, default)
-        if raw is None:
-            raise KeyError(key)
-        return _dec(str(raw), key)
-
-    if kind == "quote":
-        return Quote(
-            venue, sym, d("bid"), d("ask"), d("bid_size", "0"), d("ask_size", "0"), ts, recv
-        )
-    if kind == "trade":
-        side = Side(str(record.get("side", "buy")).lower())
-        return Trade(
-            venue, sym, d("price"), d("size"), side, str(record.get("trade_id", "")), ts, recv
-        )
-    if kind == "bar":
-        tf = str(record["timeframe"])
-        start = int(record.get("start_ns", ts - timeframe_ns(tf)))
-        return Bar(
-            venue, sym, tf, d("open"), d("high"), d("low"), d("close"), d("volume", "0"),
-            start, ts, ts, recv,
-        )  # fmt: skip
-    if kind == "depth":
-        bids = [BookLevel(_dec(str(p), "bid"), _dec(str(s), "size")) for p, s in record["bids"]]
-        asks = [BookLevel(_dec(str(p), "ask"), _dec(str(s), "size")) for p, s in record["asks"]]
-        if not bids or not asks:
-            return None
-        return Quote(venue, sym, bids[0].price, asks[0].price, bids[0].size, asks[0].size, ts, recv)
-    return None  # a record type this version does not replay
+    """A ``botd record`` file (botd/recording.py's format) as replay events: quotes, trades
+    and bars as recorded, a depth snapshot as its top of book; depth deltas are not replayed
+    (the fill models need the top of book only). Events name their own symbols; ``--symbol``
+    selects one of them."""
+    produced = 0
+    try:
+        for event in read_recording(source.path):
+            if source.symbol is not None and event.symbol != source.symbol:
+                continue  # --symbol picks one symbol out of a recording of several
+            sym = event.symbol
+            out: Event | None
+            if isinstance(event, Quote | Trade | Bar):
+                out = replace(event, venue=venue, symbol=sym)
+            elif isinstance(event, BookSnapshot) and event.bids and event.asks:
+                top_bid, top_ask = event.bids[0], event.asks[0]
+                out = Quote(
+                    venue, sym, top_bid.price, top_ask.price, top_bid.size, top_ask.size,
+                    event.ts_event, event.ts_recv,
+                )  # fmt: skip
+            else:
+                out = None
+            if out is not None:
+                yield out
+                produced += 1
+                if limit is not None and produced >= limit:
+                    return
+    except RecordingError as exc:
+        raise DataError(str(exc)) from None

@@ -270,13 +270,6 @@ class BacktestVenue:
         self._sweep(symbol, close, close, end)
         self._bid[symbol] = self._ask[symbol] = close
 
-    def mark(self, symbol: str) -> Decimal | None:
-        """The latest reference price (mid of bid and ask)."""
-        bid, ask = self._bid.get(symbol), self._ask.get(symbol)
-        if bid is None or ask is None:
-            return None
-        return bid if bid == ask else (bid + ask) / 2
-
     # -- internals ------------------------------------------------------------------------------
     def _release_time(self, symbol: str, ts: int) -> int | None:
         """When an order submitted now reaches the engine; None: at once."""

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -103,6 +104,33 @@ def test_record_the_built_in_exchange_for_a_duration(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     symbols = {e.symbol for e in read_recording(out)}
     assert symbols == {"BTCUSDT", "ETHUSDT"}
+    # ...and the recording backtests as it is.
+    strategies = Path(__file__).resolve().parents[2] / "strategies"
+    bt = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "botd",
+            "backtest",
+            str(strategies / "sma_cross.py"),
+            "--data",
+            str(out),
+            "--symbol",
+            "BTCUSDT",
+            "--json",
+            "--out",
+            str(tmp_path / "bt"),
+        ],
+        cwd=tmp_path,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert bt.returncode == 0, bt.stderr
+    summary = json.loads(bt.stdout.strip().splitlines()[-1])
+    recorded_btc = sum(1 for e in read_recording(out) if e.symbol == "BTCUSDT")
+    assert summary["meta"]["events"] == recorded_btc > 0
     again = subprocess.run(
         [sys.executable, "-m", "botd", "record", "--out", str(out), "--duration", "1"],
         cwd=tmp_path,

@@ -24,7 +24,8 @@ from botd.backtest.data import (
     read_events,
     symbol_from_path,
 )
-from botd.model import Bar, Quote, Side, Trade
+from botd.model import Bar, BookDelta, BookLevel, BookSnapshot, Quote, Side, Trade
+from botd.recording import encode_event
 from tests.unit.backtest.btdata import START_MS, write_klines, write_quotes, write_trades
 
 NS = 1_000_000
@@ -169,21 +170,28 @@ def test_generic_quotes_and_trades_csv(tmp_path: Path) -> None:
 
 
 def test_recordings_are_gzip_ndjson(tmp_path: Path) -> None:
+    """`botd record` files replay: quotes, trades and bars as recorded, a depth snapshot as
+    its top of book; deltas and event types this version does not know are skipped."""
     path = tmp_path / "rec.ndjson.gz"
-    records = [
-        {"type": "quote", "venue": "binance", "symbol": "BTCUSDT", "ts_ns": 5,
-         "bid": "100.1", "ask": "100.2", "bid_size": "1", "ask_size": "2"},
-        {"type": "trade", "venue": "binance", "symbol": "ETHUSDT", "ts_ns": 6,
-         "price": "3000.5", "size": "0.1", "side": "sell", "trade_id": "9"},
-        {"type": "depth", "venue": "binance", "symbol": "BTCUSDT", "ts_ns": 7,
-         "bids": [["100.0", "3"]], "asks": [["100.3", "4"]]},
-        {"type": "bar", "venue": "binance", "symbol": "BTCUSDT", "ts_ns": 60_000_000_000,
-         "timeframe": "1m", "open": "1", "high": "2", "low": "0.5", "close": "1.5"},
-        {"type": "funding", "venue": "binance", "symbol": "BTCUSDT", "ts_ns": 8},
+    recorded = [
+        Quote("binance", "BTCUSDT", Decimal("100.1"), Decimal("100.2"), Decimal(1), Decimal(2),
+              5, 5),
+        Trade("binance", "ETHUSDT", Decimal("3000.5"), Decimal("0.1"), Side.SELL, "9", 6, 6),
+        BookSnapshot("binance", "BTCUSDT", (BookLevel(Decimal("100.0"), Decimal(3)),),
+                     (BookLevel(Decimal("100.3"), Decimal(4)),), 1, 7, 7),
+        BookDelta("binance", "BTCUSDT", Side.BUY, Decimal("99.9"), Decimal(1), 2, 8, 8),
+        Bar("binance", "BTCUSDT", "1m", Decimal(1), Decimal(2), Decimal("0.5"), Decimal("1.5"),
+            Decimal(0), 0, 60_000_000_000, 60_000_000_000, 60_000_000_000),
     ]  # fmt: skip
     with gzip.open(path, "wt") as fh:
-        for r in records:
-            fh.write(json.dumps(r) + "\n")
+        fh.write(
+            json.dumps({"type": "header", "format": "botd-recording", "version": 1,
+                        "venue": "binance", "symbols": [], "started_ns": 0}) + "\n"
+        )  # fmt: skip
+        for e in recorded:
+            fh.write(json.dumps(encode_event(e)) + "\n")
+        fh.write(json.dumps({"type": "funding", "venue": "binance", "symbol": "X", "ts_ns": 9}))
+        fh.write("\n")
     source = open_source(path)
     assert source.format == "recording"
     events = list(read_events(source, "paper"))
@@ -195,6 +203,14 @@ def test_recordings_are_gzip_ndjson(tmp_path: Path) -> None:
     bar = events[3]
     assert isinstance(bar, Bar)
     assert bar.start == 0
+
+
+def test_a_broken_recording_line_is_a_data_error_naming_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "rec.ndjson"
+    good = json.dumps(encode_event(Trade("b", "S", Decimal(1), Decimal(1), Side.BUY, "1", 1, 1)))
+    path.write_text(good + "\n" + good.replace('"price": "1"', '"price": 1') + "\n")
+    with pytest.raises(DataError, match=r"rec\.ndjson:2: price"):
+        list(read_events(open_source(path), "paper"))
 
 
 def test_parquet_bars(tmp_path: Path) -> None:
