@@ -253,7 +253,7 @@ class VenueSettings(BaseModel):
     trade_over: Literal["ws", "rest"] = "ws"
     ws_api_url: str | None = None  # derived from base_url when unset
     # Streams and the WS API reconnect (new connection first) before the venue's 24 h cut.
-    max_connection_age: float = Field(default=84_600.0, ge=60, le=86_400)
+    max_connection_age: float = Field(default=84_600.0, ge=60, lt=86_400)
     # Seconds between re-reads of the symbols' trading rules (exchangeInfo).
     instruments_refresh: float = Field(default=3600.0, ge=10, le=86_400)
 

@@ -113,10 +113,12 @@ def _num(value: Decimal) -> str:
 
 
 class BinanceAdapter:
-    """:class:`botd.venues.base.VenueAdapter` for Binance Spot over REST.
+    """:class:`botd.venues.base.VenueAdapter` for Binance Spot.
 
     ``symbols`` are the instruments this daemon trades; ``connect()`` loads their filters from
-    exchangeInfo (a symbol the venue does not list is a ``ConfigError``) and verifies the key.
+    exchangeInfo (a symbol the venue does not list is a ``ConfigError``), verifies the key and
+    opens the WS API connection (user data; orders too with ``trade_over="ws"``).
+    ``user_data=False`` (REST trading only) leaves fills of resting orders to reconciliation.
     """
 
     def __init__(
@@ -242,6 +244,7 @@ class BinanceAdapter:
     # -- lifecycle ----------------------------------------------------------------------------
 
     async def connect(self) -> None:
+        await self._stop_background()  # a second connect() starts afresh
         await self._http.sync_time()
         try:
             statuses = await self._load_instruments()
@@ -262,13 +265,16 @@ class BinanceAdapter:
         ]
 
     async def close(self) -> None:
+        await self._stop_background()
+        await self._http.close()
+
+    async def _stop_background(self) -> None:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
         if self._wsapi is not None:
             await self._wsapi.close()
-        await self._http.close()
 
     async def _load_instruments(self) -> dict[str, str]:
         """Read our symbols' rules; keep those TRADING; the status of each symbol listed."""

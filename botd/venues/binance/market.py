@@ -37,6 +37,9 @@ __all__ = ["HandoverMarketStream"]
 log = logging.getLogger(__name__)
 
 _SEEN_TRADES: Final = 10_000
+# Events read ahead of the consumer; beyond this a connection's reader waits (backpressure,
+# as with a single connection), never drops.
+_QUEUE: Final = 10_000
 _RETRY_S: Final = 5.0  # after a failed attempt to open the next connection
 
 
@@ -81,7 +84,7 @@ class HandoverMarketStream:
         self._stale_after_s = stale_after_s
         self._max_age_ns = int(max_connection_age_s * NS_PER_SECOND)
         self._limiter = limiter or ConnectLimiter(clock)
-        self._queue: asyncio.Queue[_Item] = asyncio.Queue()
+        self._queue: asyncio.Queue[_Item] = asyncio.Queue(_QUEUE)
         self._legs: list[_Leg] = []
         self.handovers = 0
         self.duplicate_trades = 0
@@ -109,7 +112,7 @@ class HandoverMarketStream:
 
         def shutdown() -> None:
             leg.shutdown = True
-            self._queue.put_nowait((leg, _TICK))
+            self._tick(leg)
 
         stream = BinanceMarketStream(
             ws_base=self._ws_base,
@@ -128,15 +131,20 @@ class HandoverMarketStream:
         self._legs.append(leg)
         return leg
 
+    def _tick(self, leg: _Leg) -> None:
+        # A full queue means events are flowing: the loop looks at the clock again anyway.
+        with contextlib.suppress(asyncio.QueueFull):
+            self._queue.put_nowait((leg, _TICK))
+
     async def _pump(self, leg: _Leg) -> None:
         try:
             async for event in leg.stream.events():
-                self._queue.put_nowait((leg, event))
-            self._queue.put_nowait((leg, TransientVenueError("Binance market stream ended")))
+                await self._queue.put((leg, event))
+            await self._queue.put((leg, TransientVenueError("Binance market stream ended")))
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            self._queue.put_nowait((leg, exc))
+            await self._queue.put((leg, exc))
 
     async def _stop_leg(self, leg: _Leg) -> None:
         if leg in self._legs:
@@ -151,7 +159,7 @@ class HandoverMarketStream:
 
     async def _timer(self, leg: _Leg, seconds: float) -> None:
         await self._clock.sleep(seconds)
-        self._queue.put_nowait((leg, _TICK))
+        self._tick(leg)
 
     async def events(self) -> AsyncIterator[MarketEvent]:
         seen: OrderedDict[tuple[str, str], None] = OrderedDict()

@@ -113,6 +113,7 @@ class _Conn:
     closed: asyncio.Event = field(default_factory=asyncio.Event)
     shutdown: bool = False  # the venue announced it will close this connection
     reader: asyncio.Task[None] | None = None
+    last_rx_ns: int = 0  # monotonic time of the last frame received
 
 
 class BinanceWsApi:
@@ -137,6 +138,7 @@ class BinanceWsApi:
         recv_window_ms: int = 5000,
         timeout_s: float = 10.0,
         max_connection_age_s: float = DEFAULT_MAX_CONNECTION_AGE_S,
+        idle_probe_s: float = 30.0,
     ) -> None:
         self._url = url
         self._signer = signer
@@ -153,6 +155,9 @@ class BinanceWsApi:
         self._recv_window_ms = recv_window_ms
         self._timeout_s = timeout_s
         self._max_age_ns = int(max_connection_age_s * NS_PER_SECOND)
+        # A connection silent this long is asked for a ``ping``; no answer means it is dead
+        # (a stalled connection loses user data silently otherwise).
+        self._idle_probe_ns = int(idle_probe_s * NS_PER_SECOND)
         self._ids = itertools.count(1)
         self._numbers = itertools.count(1)
         self._conn: _Conn | None = None
@@ -163,6 +168,7 @@ class BinanceWsApi:
         self._closing = False
         # Counters, for tests, metrics and logs.
         self.connects = 0
+        self.probes_failed = 0
         self.handovers = 0
         self.reconnects = 0
         self.malformed = 0
@@ -301,6 +307,11 @@ class BinanceWsApi:
             try:
                 msg = await asyncio.wait_for(asyncio.shield(future), limit_s)
             except TimeoutError:
+                # Replies come in order: one that never came means the connection is not
+                # delivering. Replace it (its events may be lost too: the gateway reconciles).
+                if conn is self._conn and not conn.closed.is_set():
+                    log.warning("Binance WS API: no reply to %s; replacing the connection", method)
+                    self._spawn_close(conn)
                 raise TransientVenueError(
                     f"{what}: no answer within {limit_s:g} s (outcome unknown)"
                 ) from None
@@ -351,7 +362,8 @@ class BinanceWsApi:
             raise TransientVenueError(
                 f"Binance WS API connect failed: {type(exc).__name__}"
             ) from None
-        conn = _Conn(ws=ws, number=next(self._numbers), opened_ns=self._clock.monotonic_ns())
+        now = self._clock.monotonic_ns()
+        conn = _Conn(ws=ws, number=next(self._numbers), opened_ns=now, last_rx_ns=now)
         conn.reader = asyncio.create_task(self._read(conn), name=f"binance-ws-api-{conn.number}")
         self.connects += 1
         try:
@@ -423,6 +435,7 @@ class BinanceWsApi:
             self._wake.set()
 
     def _on_frame(self, conn: _Conn, data: str | bytes) -> None:
+        conn.last_rx_ns = self._clock.monotonic_ns()
         try:
             msg = decode_ws_api_message(data)
             if msg.is_reply:
@@ -494,10 +507,23 @@ class BinanceWsApi:
                     failures += 1
                     await self._clock.sleep(_BACKOFF_S[min(failures - 1, len(_BACKOFF_S) - 1)])
                 continue
+            idle_ns = self._idle_probe_ns - (self._clock.monotonic_ns() - conn.last_rx_ns)
+            if idle_ns <= 0:
+                await self._probe(conn)
+                continue
             self._wake.clear()
             if conn.closed.is_set() or conn.shutdown:
                 continue
-            await self._wait(conn.closed.wait(), self._wake.wait(), left_ns / NS_PER_SECOND)
+            wait_s = min(left_ns, idle_ns) / NS_PER_SECOND
+            await self._wait(conn.closed.wait(), self._wake.wait(), wait_s)
+
+    async def _probe(self, conn: _Conn) -> None:
+        try:
+            await self._exchange(conn, "ping", {}, "ws_api.ping", self._timeout_s)
+        except BotdError as exc:
+            self.probes_failed += 1
+            log.warning("Binance WS API connection %d silent (%s); replacing it", conn.number, exc)
+            await self._close_conn(conn)
 
     async def _wait(self, a: Awaitable[object], b: Awaitable[object], seconds: float) -> None:
         tasks = [
