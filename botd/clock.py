@@ -10,6 +10,7 @@ import asyncio
 import heapq
 import itertools
 import time
+from collections.abc import Callable
 from typing import Protocol
 
 __all__ = ["NS_PER_SECOND", "Clock", "FakeClock", "LiveClock", "SimClock", "perf_ns"]
@@ -119,6 +120,9 @@ class SimClock(FakeClock):
     async def advance_to(self, ts_ns: int) -> None:
         """Move to ``ts_ns``, waking every sleeper due by then in deadline order."""
         sleepers = self._sleepers
+        # A loop that can tell when no callback is ready (botd.backtest.loop.ReplayLoop) spares
+        # the turns in which nothing would run.
+        idle: Callable[[], bool] | None = getattr(asyncio.get_running_loop(), "idle", None)
         while sleepers and sleepers[0][0] <= ts_ns:
             deadline, _, fut = heapq.heappop(sleepers)
             if fut.done():
@@ -128,4 +132,6 @@ class SimClock(FakeClock):
             # Let the woken task run (and possibly sleep again) before moving on.
             for _ in range(3):
                 await asyncio.sleep(0)
+                if idle is not None and idle():
+                    break
         self.set(ts_ns)

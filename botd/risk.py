@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from decimal import Decimal
 from enum import StrEnum
@@ -81,6 +81,7 @@ class RiskLimits:
 class Approved:
     qty: Decimal
     price: Decimal | None
+    stop_price: Decimal | None = None  # on the tick grid; stop and stop-limit orders only
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,7 +181,7 @@ class RiskEngine:
     def check(self, intent: OrderIntent) -> RiskDecision:
         self._roll_day()
         try:
-            qty, price = self._check(intent)
+            qty, price, stop = self._check(intent)
         except _Deny as deny:
             self._log.debug(
                 "intent denied", strategy=intent.strategy_id, code=deny.code, reason=deny.reason
@@ -191,9 +192,9 @@ class RiskEngine:
             if scope.limits.max_orders_per_minute is not None:
                 self._window(scope).append(now)
         self._known.add(intent.strategy_id)
-        return Approved(qty, price)
+        return Approved(qty, price, stop)
 
-    def _check(self, intent: OrderIntent) -> tuple[Decimal, Decimal | None]:
+    def _check(self, intent: OrderIntent) -> tuple[Decimal, Decimal | None, Decimal | None]:
         self._check_state(intent)
         try:
             inst = self._view.instrument(intent.venue, intent.symbol)
@@ -204,10 +205,15 @@ class RiskEngine:
             quote = None  # a one-sided book gives neither a mid nor a fill price
         # What a market order is expected to pay: the far side of the book.
         market_ref = None if quote is None else quote.ask if intent.side is Side.BUY else quote.bid
+        stop = None
+        if intent.type.is_stop:
+            stop = self._quantize_stop(intent, inst, quote)
+            # Once triggered a stop trades around its stop price, not today's market.
+            market_ref = stop
         qty, price = self._quantize(intent, inst, market_ref)
         scopes = self._scopes(intent)
         for scope in scopes:
-            self._check_band(scope, intent, price, quote)
+            self._check_band(scope, intent, price, quote, stop)
         for scope in scopes:
             self._check_notional(
                 scope, intent, inst, qty, price if price is not None else market_ref
@@ -220,7 +226,35 @@ class RiskEngine:
             self._check_rate(scope)
         for scope in scopes:
             self._check_daily_loss(scope, intent, qty)
-        return qty, price
+        return qty, price, stop
+
+    def _quantize_stop(self, intent: OrderIntent, inst: Instrument, quote: Quote | None) -> Decimal:
+        """The stop price on the tick grid, rounded away from the market (a buy stop up, a sell
+        stop down: it never triggers sooner than asked). Refused if the order would trigger at
+        once (a buy stop at or below the ask, a sell stop at or above the bid), as Binance
+        refuses it (-2010 "Order would immediately trigger")."""
+        name = f"{inst.venue}:{inst.symbol}"
+        stop = intent.stop_price
+        if stop is None:
+            raise _Deny("FILTER", f"a {intent.type.value} order needs a stop price")
+        if not stop.is_finite() or stop <= 0:
+            raise _Deny("FILTER", f"stop price {stop} must be a positive number")
+        stop = inst.round_price(stop, intent.side.opposite)
+        if quote is None:
+            return stop  # no market to judge against; the price band asks for one if set
+        if intent.side is Side.BUY and stop <= quote.ask:
+            raise _Deny(
+                "WOULD_TRIGGER",
+                f"buy stop {stop} is at or below the ask {quote.ask} of {name}: it would "
+                "trigger immediately (a buy stop must be above the market)",
+            )
+        if intent.side is Side.SELL and stop >= quote.bid:
+            raise _Deny(
+                "WOULD_TRIGGER",
+                f"sell stop {stop} is at or above the bid {quote.bid} of {name}: it would "
+                "trigger immediately (a sell stop must be below the market)",
+            )
+        return stop
 
     def _check_state(self, intent: OrderIntent) -> None:
         # Runs before quantization, so the asked quantity is judged: a request to close more than
@@ -244,9 +278,9 @@ class RiskEngine:
         if not intent.qty.is_finite() or intent.qty <= 0:
             raise _Deny("FILTER", f"quantity {intent.qty} must be a positive number")
         price: Decimal | None = None
-        if intent.type is OrderType.LIMIT:
+        if intent.type is OrderType.LIMIT or intent.type is OrderType.STOP_LIMIT:
             if intent.price is None:
-                raise _Deny("FILTER", "a limit order needs a price")
+                raise _Deny("FILTER", f"a {intent.type.value} order needs a price")
             if not intent.price.is_finite() or intent.price <= 0:
                 raise _Deny("FILTER", f"price {intent.price} must be a positive number")
             price = inst.round_price(intent.price, intent.side)
@@ -255,7 +289,9 @@ class RiskEngine:
                     "FILTER", f"price {intent.price} rounds to 0 on {name}'s tick {inst.tick_size}"
                 )
         elif intent.post_only:
-            raise _Deny("FILTER", "a market order cannot be post-only")
+            raise _Deny("FILTER", f"a {intent.type.value} order cannot be post-only")
+        if intent.post_only and intent.type.is_stop:
+            raise _Deny("FILTER", f"a {intent.type.value} order cannot be post-only")
         qty = inst.round_qty(intent.qty)
         if qty <= 0:
             raise _Deny(
@@ -290,7 +326,12 @@ class RiskEngine:
         return qty, price
 
     def _check_band(
-        self, scope: _Scope, intent: OrderIntent, price: Decimal | None, quote: Quote | None
+        self,
+        scope: _Scope,
+        intent: OrderIntent,
+        price: Decimal | None,
+        quote: Quote | None,
+        stop: Decimal | None = None,
     ) -> None:
         band = scope.limits.price_band
         if band is None:
@@ -311,6 +352,10 @@ class RiskEngine:
                 )
         if price is None:
             return  # a market order is priced by the book itself; it only needed a live one
+        if stop is not None:
+            # A stop-limit's limit meets the market at the stop, when it triggers: judge it
+            # against the stop price, not against today's quote.
+            quote = replace(quote, bid=stop, ask=stop)
         # Only a price *through* the market is a fat finger: a buy far above the ask or a sell
         # far below the bid would trade at once at a terrible price. A passive limit far away
         # (a buy well below the market) just rests, and is a legitimate order.
@@ -320,6 +365,8 @@ class RiskEngine:
             through, ref, side_name = (quote.bid - price) / quote.bid, quote.bid, "bid"
         else:
             return
+        if stop is not None:
+            side_name = "stop price"
         raise _Deny(
             "PRICE_BAND",
             f"limit price {price} is {through:.2%} through the {side_name} {ref} of {name}, "

@@ -38,6 +38,7 @@ from pydantic import field_validator as _field_validator
 from pydantic import model_validator as _model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from botd.durations import parse_duration
 from botd.errors import ConfigError
 from botd.logs import MASK, Redactor, is_sensitive_key
 from botd.schedule import ScheduleError, standard_cron
@@ -308,6 +309,9 @@ class TelegramSettings(BaseModel):
     api_base: str = "https://api.telegram.org"
     parse_mode: Literal["HTML", "plain"] = "HTML"
     timeout: float = Field(default=10.0, gt=0, le=120)
+    # Client-side pacing of this chat (Telegram allows ~1 message/s per chat, 20/min per group).
+    min_interval: float = Field(default=1.0, ge=0, le=60)
+    max_per_minute: int = Field(default=20, ge=0, le=1000)
 
     @_field_validator("chat_id", mode="before")
     @classmethod
@@ -337,8 +341,20 @@ class NotifySettings(BaseModel):
     timezone: str = "UTC"
     queue_size: int = Field(default=1000, ge=1, le=1_000_000)
     max_attempts: int = Field(default=6, ge=1, le=100)
+    coalesce_window: float = Field(default=10.0, ge=0, le=3600)  # seconds; 0: off
     webhook: WebhookSettings = Field(default_factory=WebhookSettings)
     telegram: TelegramSettings = Field(default_factory=TelegramSettings)
+
+    @_field_validator("coalesce_window", mode="before")
+    @classmethod
+    def _seconds(cls, value: Any) -> Any:
+        # "10s", "500ms", "2m" as well as a number of seconds (0: off).
+        if not isinstance(value, str):
+            return value
+        try:
+            return float(value)
+        except ValueError:
+            return parse_duration(value)
 
     @_field_validator("daily_summary")
     @classmethod

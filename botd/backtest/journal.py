@@ -19,6 +19,8 @@ __all__ = ["MemoryJournal"]
 class MemoryJournal(Journal):
     """Accepts every write at once and keeps only counters."""
 
+    keeps_events = False
+
     def __init__(self) -> None:  # no SQLite connections: the parent's state is not used
         self.orders_written = 0
         self.fills_written = 0

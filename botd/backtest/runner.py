@@ -36,6 +36,7 @@ from botd.backtest.data import (
     read_events,
 )
 from botd.backtest.journal import MemoryJournal
+from botd.backtest.loop import ReplayLoop
 from botd.backtest.records import EquityPoint, FillRecord
 from botd.backtest.venue import USER, BacktestVenue
 from botd.bus import Bus
@@ -191,9 +192,23 @@ def _run_sync(plan: _Plan) -> BacktestResult:
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        return asyncio.run(_Replay(plan).run())
+        return _run_on_replay_loop(plan)
     with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="backtest") as pool:
-        return pool.submit(lambda: asyncio.run(_Replay(plan).run())).result()
+        return pool.submit(_run_on_replay_loop, plan).result()
+
+
+def _run_on_replay_loop(plan: _Plan) -> BacktestResult:
+    results: list[BacktestResult] = []
+
+    async def replay() -> None:
+        # The result is handed over outside the task: on its way out asyncio.Runner may
+        # format the main task (restoring the SIGINT handler), and with it the task's result,
+        # every fill and order of a long run.
+        results.append(await _Replay(plan).run())
+
+    with asyncio.Runner(loop_factory=ReplayLoop) as runner:
+        runner.run(replay())
+    return results[0]
 
 
 def _coerce_options(options: Mapping[str, Any]) -> dict[str, Any]:
@@ -537,7 +552,7 @@ def _quiet_logger(
             structlog.processors.format_exc_info,
             structlog.dev.ConsoleRenderer(colors=False),
         ],
-    )
+    ).bind()  # a bound logger, not a lazy proxy that builds one on every log call
     return logger
 
 
@@ -675,6 +690,7 @@ class _Replay:
 
         task = asyncio.get_running_loop().create_task(gateway.run(), name="gateway")
         await asyncio.sleep(0)
+        no_trades = self._no_trades()  # before the clock starts: the replay's setup
         wall, cpu = time.perf_counter(), time.process_time()
         count = 0
         halted: list[str] = []
@@ -682,7 +698,7 @@ class _Replay:
             self._start_strategies()
             await self._settle()
             self._record(start_ns)
-            count = await self._replay(itertools.chain([first], events))
+            count = await self._replay(itertools.chain([first], events), no_trades=no_trades)
             halted = [
                 f"{sid}: {h.halt_reason}"
                 for sid, h in host.strategies.items()
@@ -762,7 +778,13 @@ class _Replay:
                 self.targets.setdefault(symbol, []).append(_Resampler(wanted))
 
     # -- the loop --------------------------------------------------------------------------
-    async def _replay(self, events: Iterable[Event]) -> int:
+    def _no_trades(self) -> bool:
+        """True if the data holds no trades (bars built from trades close on the clock too)."""
+        if self.plan.events is None:
+            return all(s.kind in (BARS, QUOTES) for s in self.plan.sources)
+        return not any(type(e) is Trade for e in self.plan.events)
+
+    async def _replay(self, events: Iterable[Event], *, no_trades: bool) -> int:
         clock, venue, port, bus = self.clock, self.venue, self.port, self.bus
         publish = bus.publish
         direct, targets = self.direct, self.targets
@@ -773,10 +795,6 @@ class _Replay:
         next_equity = clock.time_ns() + equity_every
         # Bars built from trades close on the clock too (a quiet market); nothing to do
         # when no trades are replayed.
-        if self.plan.events is None:
-            no_trades = all(s.kind in (BARS, QUOTES) for s in self.plan.sources)
-        else:
-            no_trades = not any(type(e) is Trade for e in self.plan.events)
         next_flush = (1 << 62) if no_trades else clock.time_ns() + _BAR_FLUSH_NS
         have_bar_data = bool(self.plan.data_timeframes)
         if have_bar_data:
@@ -850,6 +868,8 @@ class _Replay:
         """Let the gateway send what the strategies asked for and apply what the venue
         reported, until nothing moves (all on this loop: a fixed, deterministic sequence)."""
         gateway, venue = self.gateway, self.venue
+        loop = asyncio.get_running_loop()
+        idle = loop.idle if isinstance(loop, ReplayLoop) else lambda: False
         self.port.asked = False
         quiet = 0
         for _ in range(10_000):
@@ -858,7 +878,9 @@ class _Replay:
                 quiet = 0
             else:
                 quiet += 1
-                if quiet >= 3:  # the balance refresh runs a turn after the last report
+                # The balance refresh runs a turn after the last report; nothing runs at all
+                # once no callback is ready (the quiet turns would change nothing).
+                if quiet >= 3 or idle():
                     return
 
     # -- records ----------------------------------------------------------------------------

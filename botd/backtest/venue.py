@@ -23,7 +23,7 @@ import asyncio
 import itertools
 from collections import deque
 from collections.abc import AsyncIterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
 from botd.clock import Clock
@@ -100,11 +100,15 @@ class BacktestVenue:
         self._ask: dict[str, Decimal] = {}
         self._held: dict[str, list[_Held]] = {s: [] for s in self._instruments}
         self._held_by_id: dict[str, _Held] = {}
+        # Stop orders waiting for their trigger (after any hold), oldest first.
+        self._stops: dict[str, list[Order]] = {s: [] for s in self._instruments}
+        self._stops_by_id: dict[str, Order] = {}
         self._seq = itertools.count()
         self._data_ids = itertools.count()
         self._reports: deque[ExecutionReport] = deque()
         self._reported = asyncio.Event()
-        self._capabilities = VenueCapabilities()  # history has no rate limits
+        # History has no rate limits; stops are simulated here against the price path.
+        self._capabilities = VenueCapabilities(order_types=frozenset(OrderType))
 
     # -- the venue contract ---------------------------------------------------------------------
     @property
@@ -122,6 +126,11 @@ class BacktestVenue:
     @property
     def held_orders(self) -> int:
         return len(self._held_by_id)
+
+    @property
+    def waiting_stops(self) -> int:
+        """Stop orders armed and waiting for their trigger."""
+        return len(self._stops_by_id)
 
     async def connect(self) -> None:
         return None
@@ -150,6 +159,8 @@ class BacktestVenue:
         symbol = order.symbol
         if symbol not in self._instruments:
             raise OrderRejected(f"unknown symbol {symbol}", "UNKNOWN_SYMBOL")
+        if order.type is OrderType.STOP or order.type is OrderType.STOP_LIMIT:
+            self._check_stop(order)
         release = self._release_time(symbol, ts)
         if release is None:
             result = self._execute(order, ts)
@@ -172,6 +183,11 @@ class BacktestVenue:
             self._unhold(held)
             self._forward([_report(self._name, held.order, OrderStatus.CANCELED, ts)])
             return
+        stop = self._stops_by_id.get(client_order_id)
+        if stop is not None and stop.symbol == symbol:
+            self._disarm(stop)
+            self._forward([_report(self._name, stop, OrderStatus.CANCELED, ts)])
+            return
         result = self.engine.cancel(USER, symbol, client_order_id, ts)
         for item in result.reports:
             if item.account == USER and item.report.status is OrderStatus.REJECTED:
@@ -185,32 +201,25 @@ class BacktestVenue:
         for held in list(self._held[symbol]):
             self._unhold(held)
             self._forward([_report(self._name, held.order, OrderStatus.CANCELED, ts)])
+        for stop in list(self._stops[symbol]):
+            self._disarm(stop)
+            self._forward([_report(self._name, stop, OrderStatus.CANCELED, ts)])
         result = self.engine.cancel_all(USER, symbol, ts)
         self._forward([r.report for r in result.reports if r.account == USER])
 
     async def query_order(self, symbol: str, client_order_id: str) -> VenueOrder | None:
         held = self._held_by_id.get(client_order_id)
         if held is not None:
-            o = held.order
-            return VenueOrder(
-                venue=self._name,
-                symbol=o.symbol,
-                client_order_id=o.client_order_id,
-                venue_order_id="",
-                side=o.side,
-                type=o.type,
-                qty=o.qty,
-                price=o.price,
-                status=OrderStatus.ACCEPTED,
-                filled_qty=_ZERO,
-                avg_price=None,
-                ts_event=o.ts_created,
-            )
+            return _waiting_view(self._name, held.order)
+        stop = self._stops_by_id.get(client_order_id)
+        if stop is not None and stop.symbol == symbol:
+            return _waiting_view(self._name, stop)
         found = self.engine.order_state(USER, client_order_id)
         return found if found is not None and found.symbol == symbol else None
 
     async def open_orders(self) -> list[VenueOrder]:
-        return self.engine.open_venue_orders(USER)
+        stops = [_waiting_view(self._name, o) for o in self._stops_by_id.values()]
+        return self.engine.open_venue_orders(USER) + stops
 
     async def fills(self, symbol: str, since_ns: int) -> list[ExecutionReport]:
         return self.engine.executions(USER, symbol, since_ns)
@@ -227,6 +236,8 @@ class BacktestVenue:
         self._sweep(symbol, bid, ask, ts)
         self._bid[symbol] = bid
         self._ask[symbol] = ask
+        if self._stops[symbol]:
+            self._trigger_stops(symbol, bid, ask, ts)
         if held:
             self._release(symbol, ts, before=False)
 
@@ -237,6 +248,8 @@ class BacktestVenue:
         if held:
             self._release(symbol, ts, before=False)
         self._sweep(symbol, price, price, ts)
+        if self._stops[symbol]:
+            self._trigger_stops(symbol, price, price, ts)
 
     def bar(
         self,
@@ -252,22 +265,30 @@ class BacktestVenue:
         position first), then closes. Orders held for this bar meet it at the open."""
         self._bar_mode.add(symbol)
         held = self._held[symbol]
+        stops = self._stops[symbol]
         top_bid, top_ask = self.engine.best_prices(symbol)
-        if top_bid is None and top_ask is None and not held:
+        if top_bid is None and top_ask is None and not held and not stops:
             self._bid[symbol] = self._ask[symbol] = close  # nothing rests, nothing waits
             return
         self._sweep(symbol, open_, open_, start)
         self._bid[symbol] = self._ask[symbol] = open_
+        if stops:
+            # A gap through a stop meets the market at the open, not at the stop price.
+            self._trigger_stops(symbol, open_, open_, start)
         if held:
             for waiting in list(held):
                 self._unhold(waiting)
                 self._forward_released(self._execute(waiting.order, start))
         third = (end - start) // 3
         top_bid, top_ask = self.engine.best_prices(symbol)
-        if top_bid is not None or top_ask is not None:
+        if top_bid is not None or top_ask is not None or stops:
             for i, price in enumerate(self._extremes(symbol, open_, high, low), start=1):
                 self._sweep(symbol, price, price, start + i * third)
+                if stops:  # reached on the way there: triggered at its own price
+                    self._trigger_stops(symbol, price, price, start + i * third, at_stop=True)
         self._sweep(symbol, close, close, end)
+        if stops:
+            self._trigger_stops(symbol, close, close, end, at_stop=True)
         self._bid[symbol] = self._ask[symbol] = close
 
     # -- internals ------------------------------------------------------------------------------
@@ -291,6 +312,66 @@ class BacktestVenue:
     def _unhold(self, held: _Held) -> None:
         self._held[held.order.symbol].remove(held)
         del self._held_by_id[held.order.client_order_id]
+
+    # -- stop orders ------------------------------------------------------------------------------
+    def _check_stop(self, order: Order) -> None:
+        """Refuse a stop the market has already reached, as Binance does (-2010)."""
+        stop = order.stop_price
+        if stop is None:
+            raise OrderRejected(f"a {order.type.value} order needs a stop price", "BAD_ORDER")
+        if order.side is Side.BUY:
+            ask = self._ask.get(order.symbol)
+            if ask is not None and ask >= stop:
+                raise OrderRejected(
+                    f"Order would immediately trigger: buy stop {stop}, ask {ask}",
+                    "WOULD_TRIGGER",
+                )
+        else:
+            bid = self._bid.get(order.symbol)
+            if bid is not None and bid <= stop:
+                raise OrderRejected(
+                    f"Order would immediately trigger: sell stop {stop}, bid {bid}",
+                    "WOULD_TRIGGER",
+                )
+
+    def _arm(self, order: Order, ts: int) -> EngineResult:
+        """A stop order reaches the venue: it waits for its trigger, or (released after a gap
+        past its stop) triggers at once at the current price."""
+        stop = order.stop_price
+        assert stop is not None
+        bid, ask = self._bid.get(order.symbol), self._ask.get(order.symbol)
+        if _stop_reached(order.side, stop, bid, ask):
+            return self._execute(replace(order, type=order.type.triggered), ts)
+        self._stops[order.symbol].append(order)
+        self._stops_by_id[order.client_order_id] = order
+        accepted = _report(self._name, order, OrderStatus.ACCEPTED, ts)
+        return EngineResult([AccountReport(USER, accepted)], [])
+
+    def _disarm(self, order: Order) -> None:
+        self._stops[order.symbol].remove(order)
+        del self._stops_by_id[order.client_order_id]
+
+    def _trigger_stops(
+        self, symbol: str, bid: Decimal, ask: Decimal, ts: int, *, at_stop: bool = False
+    ) -> None:
+        """Trigger the waiting stops the market reached: a sell stop when the bid (or the trade
+        price) is at or below it, a buy stop when the ask is at or above it. Each becomes a
+        market or limit order and meets the market at the current bid/ask, or, with
+        ``at_stop`` (the price moved continuously through it, inside a bar), at its stop."""
+        due = [o for o in self._stops[symbol] if _stop_reached(o.side, _stop_of(o), bid, ask)]
+        if not due:
+            return
+        # Nearest first: on the way down the higher sell stops are reached first.
+        due.sort(key=lambda o: _stop_of(o) if o.side is Side.BUY else -_stop_of(o))
+        saved_bid, saved_ask = self._bid.get(symbol), self._ask.get(symbol)
+        for order in due:
+            self._disarm(order)
+            if at_stop:
+                self._bid[symbol] = self._ask[symbol] = _stop_of(order)
+            triggered = replace(order, type=order.type.triggered)
+            self._forward_released(self._execute(triggered, ts))
+        if saved_bid is not None and saved_ask is not None:
+            self._bid[symbol], self._ask[symbol] = saved_bid, saved_ask
 
     def _extremes(self, symbol: str, open_: Decimal, high: Decimal, low: Decimal) -> list[Decimal]:
         base = self._instruments[symbol].base
@@ -336,6 +417,8 @@ class BacktestVenue:
     def _execute(self, order: Order, ts: int) -> EngineResult:
         """Offer ``order`` liquidity at the reference price (moved by the slippage) and hand it
         to the engine; the engine's result for the user's order."""
+        if order.type is OrderType.STOP or order.type is OrderType.STOP_LIMIT:
+            return self._arm(order, ts)
         symbol, side = order.symbol, order.side
         inst = self._instruments[symbol]
         ref = self._ask.get(symbol) if side is Side.BUY else self._bid.get(symbol)
@@ -428,6 +511,39 @@ def _round(value: Decimal, step: Decimal, rounding: str) -> Decimal:
     if step <= 0:
         return value
     return ((value / step).to_integral_value(rounding=rounding) * step).quantize(step)
+
+
+def _stop_of(order: Order) -> Decimal:
+    assert order.stop_price is not None
+    return order.stop_price
+
+
+def _stop_reached(side: Side, stop: Decimal, bid: Decimal | None, ask: Decimal | None) -> bool:
+    """A buy stop triggers when the ask reaches it from below, a sell stop when the bid
+    reaches it from above (a trade price is both)."""
+    if side is Side.BUY:
+        return ask is not None and ask >= stop
+    return bid is not None and bid <= stop
+
+
+def _waiting_view(venue: str, o: Order) -> VenueOrder:
+    """An order acknowledged but not in the engine: held for its release, or a stop waiting
+    for its trigger."""
+    return VenueOrder(
+        venue=venue,
+        symbol=o.symbol,
+        client_order_id=o.client_order_id,
+        venue_order_id="",
+        side=o.side,
+        type=o.type,
+        qty=o.qty,
+        price=o.price,
+        status=OrderStatus.ACCEPTED,
+        filled_qty=_ZERO,
+        avg_price=None,
+        ts_event=o.ts_created,
+        stop_price=o.stop_price,
+    )
 
 
 def _report(venue: str, order: Order, status: OrderStatus, ts: int) -> ExecutionReport:

@@ -95,6 +95,7 @@ def order_json(o: Order) -> dict[str, Any]:
         "reason": o.reason,
         "ts_created": o.ts_created,
         "ts_updated": o.ts_updated,
+        "stop_price": _dec(o.stop_price),
     }
 
 

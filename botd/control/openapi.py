@@ -111,7 +111,7 @@ _SCHEMAS: dict[str, Any] = {
             "venue": _STR,
             "symbol": _STR,
             "side": {"type": "string", "enum": ["buy", "sell"]},
-            "type": {"type": "string", "enum": ["market", "limit"]},
+            "type": {"type": "string", "enum": ["market", "limit", "stop", "stop_limit"]},
             "qty": _DECIMAL,
             "price": _NDECIMAL,
             "tif": {"type": "string", "enum": ["gtc", "ioc", "fok"]},
@@ -124,6 +124,7 @@ _SCHEMAS: dict[str, Any] = {
             "reason": _STR,
             "ts_created": _INT,
             "ts_updated": _INT,
+            "stop_price": _NDECIMAL,
         }
     ),
     "Position": _obj(

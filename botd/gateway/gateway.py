@@ -9,14 +9,16 @@ The gateway owns order identity and the order lifecycle:
 * A submit whose outcome we could not observe (timeout, 5xx, dropped connection) becomes
   ``UNKNOWN``, never ``REJECTED``: the gateway asks the venue by client id, with backoff,
   before anything else is sent for that order. Submits are never retried blindly.
-* Venue reports are applied idempotently: a trade id counts once, however often it arrives,
-  and an impossible transition is logged and counted, never raised.
+* Venue reports are applied idempotently: a trade id counts once per order of ours (a
+  self-trade is one trade id with two of our orders in it), however often it arrives, and an
+  impossible transition is logged and counted, never raised.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import itertools
 from collections import OrderedDict, deque
 from collections.abc import Callable, Coroutine, Iterable, Mapping
@@ -25,12 +27,13 @@ from decimal import Decimal
 from typing import Any
 
 import structlog
-from structlog.contextvars import bound_contextvars
+from structlog.contextvars import bind_contextvars, bound_contextvars
 
 from botd.bus import Bus
 from botd.clock import NS_PER_SECOND, Clock
 from botd.errors import Banned, OrderRejected, RateLimited, TransientVenueError
 from botd.gateway.ids import ClientIdFactory
+from botd.gateway.inline import within
 from botd.gateway.throttle import Priority, Throttle, Throttled
 from botd.model import (
     Balance,
@@ -41,13 +44,14 @@ from botd.model import (
     Order,
     OrderIntent,
     OrderStatus,
+    OrderType,
     OrderUpdate,
     Quote,
     VenueOrder,
 )
-from botd.risk import Approved, RiskEngine, TradingState
+from botd.risk import Approved, Denied, RiskDecision, RiskEngine, TradingState
 from botd.store import Journal, JournalError
-from botd.venues.base import VenueAdapter
+from botd.venues.base import VenueAdapter, VenueCapabilities
 
 __all__ = ["Alert", "Gateway", "GatewayConfig"]
 
@@ -121,6 +125,14 @@ class _VenueState:
     resolving: set[str] = field(default_factory=set)
     balances: dict[str, Balance] = field(default_factory=dict)
     balances_stale: asyncio.Event = field(default_factory=asyncio.Event)
+    # Recovery after a stream gap runs in its own task, one at a time; a gap reported while it
+    # runs asks for one more run.
+    recovering: bool = False
+    recover_again: bool = False
+    # Orders whose missed fills are being fetched again, with backoff, after a failed attempt.
+    fill_retries: set[str] = field(default_factory=set)
+    # Cancels retried after an unexpected exception: how many times so far, per order.
+    cancel_crashes: dict[str, int] = field(default_factory=dict)
 
     @property
     def sending(self) -> bool:
@@ -162,7 +174,9 @@ class Gateway:
         # (strategies ask on every event; a long session or a backtest sends many).
         self._open: dict[str, Order] = {}
         self._cancel_after_resolve: set[str] = set()
-        self._seen_trades: OrderedDict[tuple[str, str], None] = OrderedDict()
+        # Keyed by (venue, trade id, client order id): a self-trade is one trade id with two
+        # executions of ours, one per side, and both count.
+        self._seen_trades: OrderedDict[tuple[str, str, str], None] = OrderedDict()
         self._last_quotes: dict[tuple[str, str], Quote] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._denials: dict[tuple[str, str], tuple[int | None, int]] = {}
@@ -174,6 +188,7 @@ class Gateway:
         # Told of every intent as it arrives (metrics: tick-to-intent latency); None = off.
         self.on_intent: Callable[[OrderIntent, int], None] | None = None
         self.illegal_transitions = 0
+        self._order_context = _OrderContext()
         bus.subscribe(Quote, self._remember_quote, name="gateway.quotes")
 
     def attach_journal(self, journal: Journal) -> None:
@@ -185,6 +200,14 @@ class Gateway:
         now = self._clock.time_ns()
         if self.on_intent is not None:
             self.on_intent(intent, now)
+        venue = self._venues.get(intent.venue)
+        decision: RiskDecision
+        if venue is not None and intent.type not in venue.adapter.capabilities.order_types:
+            decision = _unsupported_type(venue.name, intent.type, venue.adapter.capabilities)
+        else:
+            decision = self._risk.check(intent)
+        # Built once, with what risk approved (rounded to the venue's grid) or as asked.
+        approved = decision if isinstance(decision, Approved) else None
         order = Order(
             client_order_id=cid,
             strategy_id=intent.strategy_id,
@@ -192,17 +215,14 @@ class Gateway:
             symbol=intent.symbol,
             side=intent.side,
             type=intent.type,
-            qty=intent.qty,
-            price=intent.price,
+            qty=intent.qty if approved is None else approved.qty,
+            price=intent.price if approved is None else approved.price,
             tif=intent.tif,
             post_only=intent.post_only,
             ts_created=now,
             ts_updated=now,
+            stop_price=intent.stop_price if approved is None else approved.stop_price,
         )
-        venue = self._venues.get(intent.venue)
-        decision = self._risk.check(intent)
-        if isinstance(decision, Approved):
-            order = replace(order, qty=decision.qty, price=decision.price)
         self._keep(order)
         if venue is None:
             # Nowhere to queue the denial: publish it on the next loop turn instead.
@@ -349,7 +369,7 @@ class Gateway:
         for order in await journal.orders():
             self._keep(order)
         for fill in await journal.fills():
-            self._seen_trades[(fill.venue, fill.trade_id)] = None
+            self._seen_trades[(fill.venue, fill.trade_id, fill.client_order_id)] = None
         first = await journal.next_sequence("client_order_id", _ID_BLOCK)
         self._ids = ClientIdFactory(first, first + _ID_BLOCK)
 
@@ -440,6 +460,8 @@ class Gateway:
                 venue.inflight += 1
                 try:
                     await self._execute(venue, cmd)
+                except Exception as exc:  # a bug in one command must not stop the venue
+                    self._command_failed(venue, cmd, exc)
                 finally:
                     venue.inflight -= 1
 
@@ -448,9 +470,7 @@ class Gateway:
             await self._send_cancel_symbol(venue, cmd)
             return
         order = self._orders[cmd.client_order_id]
-        with bound_contextvars(
-            client_order_id=order.client_order_id, strategy=order.strategy_id, venue=order.venue
-        ):
+        with self._order_context.bound(order):
             if isinstance(cmd, _Deny):
                 self._log_denial(order, cmd.reason)
                 self._to(order, OrderStatus.REJECTED, reason=cmd.reason)
@@ -500,9 +520,13 @@ class Gateway:
             return  # cancelled while queued
         # Write-ahead: the order is durable before any byte of it leaves. If that fails,
         # nothing is sent and the venue goes cancel-only.
-        self._prewrite(venue, order)
         try:
-            await self._journal_writes.pop(order.client_order_id)
+            if venue.submits or order.client_order_id in self._journal_writes:
+                self._prewrite(venue, order)
+                await self._journal_writes.pop(order.client_order_id)
+            else:
+                # Nothing queued behind it to share a commit with: no task for the write.
+                await self._require_journal().write_order(order)
         except JournalError as exc:
             self._journal_failed(venue.name, exc)
             self._log.error("order not sent: the journal could not record it", error=str(exc))
@@ -538,8 +562,9 @@ class Gateway:
             tif=order.tif.value,
         )
         try:
-            async with asyncio.timeout(self.config.submit_timeout_s):
-                ack = await venue.adapter.submit(sent)
+            # The timeout as `async with asyncio.timeout(...)`, with no timer for a venue
+            # that answers without waiting (a backtest's).
+            ack = await within(venue.adapter.submit(sent), self.config.submit_timeout_s)
         except OrderRejected as exc:
             self._on_rejected(order.client_order_id, exc)
             return
@@ -637,6 +662,8 @@ class Gateway:
                 executions = await venue.adapter.fills(found.symbol, order.ts_created)
             except (*_TRANSPORT_ERRORS, RateLimited, Throttled) as exc:
                 self._log.warning("fill recovery failed; will retry", error=str(exc))
+                if order.status is not OrderStatus.UNKNOWN:  # UNKNOWN: _resolve_loop retries
+                    self._retry_fill_recovery(venue, found.client_order_id)
                 return
             for report in executions:
                 if report.client_order_id == found.client_order_id:
@@ -644,6 +671,8 @@ class Gateway:
         order = self._orders[found.client_order_id]
         if order.venue_order_id is None and found.venue_order_id:
             order = self._store(replace(order, venue_order_id=found.venue_order_id))
+        if _older_than(found, order):
+            return  # the report stream moved on while the query was out: keep what it said
         if found.status is not order.status and found.status not in (
             OrderStatus.PARTIALLY_FILLED,
             OrderStatus.FILLED,
@@ -728,7 +757,132 @@ class Gateway:
                 )
                 delays = self.config.resolve_backoff_s
                 await self._clock.sleep(delays[min(attempt - 1, len(delays) - 1)])
-                await self.recover(venue.name)
+                # In its own task: reports keep being applied while the queries are out.
+                self._request_recovery(venue)
+
+    # -- internals: recovery and failures no other handler expects -----------------------------
+    def _request_recovery(self, venue: _VenueState) -> None:
+        """Recover missed reports in the venue's recovery task: start it, or, if it is running,
+        have it run once more when done (the gap may have opened after it queried)."""
+        if venue.recovering:
+            venue.recover_again = True
+            return
+        venue.recovering = True
+        self._spawn(self._recovery_loop(venue), f"gateway.recover.{venue.name}")
+
+    async def _recovery_loop(self, venue: _VenueState) -> None:
+        try:
+            while True:
+                venue.recover_again = False
+                try:
+                    await self.recover(venue.name)
+                except Exception as exc:  # a bug here must not end recovery for good
+                    self._log.error(
+                        "recovery failed; the periodic reconciliation will settle it",
+                        venue=venue.name,
+                        error=repr(exc),
+                        exc_info=exc,
+                    )
+                if not venue.recover_again:
+                    return
+        finally:
+            venue.recovering = False
+            self._progress.set()
+
+    def _retry_fill_recovery(self, venue: _VenueState, cid: str) -> None:
+        if cid in venue.fill_retries:
+            return  # already retrying: its next attempt covers this one
+        venue.fill_retries.add(cid)
+        self._spawn(self._fill_recovery_loop(venue, cid), f"gateway.fills.{cid}")
+
+    async def _fill_recovery_loop(self, venue: _VenueState, cid: str) -> None:
+        """Ask again, with backoff, until our fills of ``cid`` catch up with the venue's count;
+        after the last step the periodic reconciliation takes over."""
+        try:
+            with bound_contextvars(client_order_id=cid, venue=venue.name):
+                for delay in self.config.resolve_backoff_s:
+                    await self._clock.sleep(delay)
+                    order = self._orders[cid]
+                    try:
+                        await venue.throttle.acquire("order.query", Priority.QUERY)
+                        found = await venue.adapter.query_order(order.symbol, cid)
+                    except (*_TRANSPORT_ERRORS, RateLimited, Throttled) as exc:
+                        self._log.warning("order query failed; will retry", error=str(exc))
+                        continue
+                    if found is None:
+                        return  # the venue forgot it: reconciliation's business
+                    # A failure in here does not start another retry: this one is running.
+                    await self._adopt_venue_view(venue, found)
+                    if self._orders[cid].filled_qty >= found.filled_qty:
+                        self._log.info("missed fills recovered", filled=str(found.filled_qty))
+                        return
+                self._log.error("fill recovery gave up; reconciliation will settle it")
+        finally:
+            venue.fill_retries.discard(cid)
+            self._progress.set()
+
+    def _command_failed(self, venue: _VenueState, cmd: _Command, exc: Exception) -> None:
+        """A command raised what no handler expects (a bug, in an adapter or here). It is logged
+        with its traceback and alerted; the worker goes on with the next command. A submit that
+        got as far as the venue has an unknown outcome (the request may have arrived) and is
+        resolved by query, never resent; a cancel is tried again as cancels are."""
+        kind = type(exc).__name__
+        what = type(cmd).__name__.lstrip("_").lower()
+        self._log.error(
+            "command failed unexpectedly",
+            command=what,
+            venue=venue.name,
+            client_order_id=getattr(cmd, "client_order_id", None),
+            error=repr(exc),
+            exc_info=exc,
+        )
+        # The alert names the exception type only: its text is in the (redacted) log.
+        self._alert("command_failed", venue.name, f"{what} failed unexpectedly: {kind}")
+        if isinstance(cmd, _CancelSymbol):
+            for cid in cmd.client_order_ids:
+                if cid in self._open:
+                    venue.cancels.append(_Cancel(cid))
+            return
+        order = self._orders.get(cmd.client_order_id)
+        if order is None:
+            return  # the failure was that the order is unknown: nothing to settle
+        with self._order_context.bound(order):
+            if isinstance(cmd, _Cancel):
+                self._retry_cancel_later(venue, order.client_order_id)
+            elif order.status is OrderStatus.PENDING:
+                # Nothing left for the venue: only SUBMITTED orders have been handed over.
+                reason = (
+                    cmd.reason if isinstance(cmd, _Deny) else f"INTERNAL: {kind} before sending"
+                )
+                self._to(order, OrderStatus.REJECTED, reason=reason)
+            elif isinstance(cmd, _Submit):
+                self._became_unknown(
+                    venue, order.client_order_id, RuntimeError(f"unexpected {kind} while sending")
+                )
+
+    def _retry_cancel_later(self, venue: _VenueState, cid: str) -> None:
+        tries = venue.cancel_crashes.get(cid, 0) + 1
+        if tries > self.config.cancel_retries:
+            venue.cancel_crashes.pop(cid, None)
+            self._log.error("cancel not confirmed; reconciliation will settle it")
+            return
+        venue.cancel_crashes[cid] = tries
+        delays = self.config.resolve_backoff_s
+        delay = delays[min(tries - 1, len(delays) - 1)]
+        self._spawn(self._cancel_after(venue, cid, delay), f"gateway.cancel_retry.{cid}")
+
+    async def _cancel_after(self, venue: _VenueState, cid: str, delay: float) -> None:
+        await self._clock.sleep(delay)
+        order = self._orders[cid]
+        if not order.is_open:
+            venue.cancel_crashes.pop(cid, None)
+            return
+        if order.status is OrderStatus.UNKNOWN:
+            self._cancel_after_resolve.add(cid)
+            return
+        if not any(isinstance(c, _Cancel) and c.client_order_id == cid for c in venue.cancels):
+            venue.cancels.append(_Cancel(cid))
+            venue.wakeup.set()
 
     async def _balances(self, venue: _VenueState) -> None:
         """Re-read balances after activity: at once, then at most once per interval, so a
@@ -760,9 +914,7 @@ class Gateway:
             )
             self._event("foreign_order", venue=report.venue, client_order_id=report.client_order_id)
             return
-        with bound_contextvars(
-            client_order_id=order.client_order_id, strategy=order.strategy_id, venue=order.venue
-        ):
+        with self._order_context.bound(order):
             if report.last_qty > 0:
                 await self._apply_fill(order, report)
                 order = self._orders[order.client_order_id]
@@ -780,7 +932,7 @@ class Gateway:
             self._to(order, report.status, reason=report.reason or order.reason, **changes)
 
     async def _apply_fill(self, order: Order, report: ExecutionReport) -> None:
-        key = (report.venue, report.trade_id)
+        key = (report.venue, report.trade_id, report.client_order_id)
         if key in self._seen_trades:
             self.duplicate_fills += 1
             return
@@ -816,19 +968,20 @@ class Gateway:
         journal = self._require_journal()
         try:
             await journal.write_fill(fill)
-            journal.append_event(
-                "fill",
-                {
-                    "client_order_id": fill.client_order_id,
-                    "trade_id": fill.trade_id,
-                    "venue": fill.venue,
-                    "qty": str(fill.qty),
-                    "price": str(fill.price),
-                    "fee": str(fill.fee),
-                    "fee_asset": fill.fee_asset,
-                },
-                fill.ts_event,
-            )
+            if journal.keeps_events:
+                journal.append_event(
+                    "fill",
+                    {
+                        "client_order_id": fill.client_order_id,
+                        "trade_id": fill.trade_id,
+                        "venue": fill.venue,
+                        "qty": str(fill.qty),
+                        "price": str(fill.price),
+                        "fee": str(fill.fee),
+                        "fee_asset": fill.fee_asset,
+                    },
+                    fill.ts_event,
+                )
         except JournalError as exc:
             # The fill happened whatever our disk says; keep trading state right in memory
             # and stop new orders on this venue.
@@ -878,27 +1031,29 @@ class Gateway:
     def _store(self, order: Order) -> Order:
         self._keep(order)
         self._progress.set()
-        if self._journal is not None and self._journal.healthy:
-            self._journal.update_order(order)
+        journal = self._journal
+        if journal is not None and journal.healthy:
+            journal.update_order(order)
             # The event log keeps every step (the orders table keeps the latest), so a session
             # can be replayed from it.
-            self._journal.append_event(
-                "order",
-                {
-                    "client_order_id": order.client_order_id,
-                    "strategy": order.strategy_id,
-                    "venue": order.venue,
-                    "symbol": order.symbol,
-                    "side": order.side.value,
-                    "type": order.type.value,
-                    "qty": str(order.qty),
-                    "price": None if order.price is None else str(order.price),
-                    "status": order.status.value,
-                    "filled_qty": str(order.filled_qty),
-                    "reason": order.reason,
-                },
-                order.ts_updated or None,
-            )
+            if journal.keeps_events:
+                journal.append_event(
+                    "order",
+                    {
+                        "client_order_id": order.client_order_id,
+                        "strategy": order.strategy_id,
+                        "venue": order.venue,
+                        "symbol": order.symbol,
+                        "side": order.side.value,
+                        "type": order.type.value,
+                        "qty": str(order.qty),
+                        "price": None if order.price is None else str(order.price),
+                        "status": order.status.value,
+                        "filled_qty": str(order.filled_qty),
+                        "reason": order.reason,
+                    },
+                    order.ts_updated or None,
+                )
         return order
 
     def _publish(self, order: Order, previous: OrderStatus) -> None:
@@ -927,6 +1082,57 @@ class Gateway:
 
     def _remember_quote(self, quote: Quote) -> None:
         self._last_quotes[(quote.venue, quote.symbol)] = quote
+
+
+class _OrderContext:
+    """``bound_contextvars(client_order_id=..., strategy=..., venue=...)`` for one order, at a
+    fraction of its cost (it runs for every command and every report): the same structlog
+    context variables, set on entry and reset by token on exit, without copying the context."""
+
+    __slots__ = ("_vars",)
+
+    def __init__(self) -> None:
+        # structlog's own variables for these keys (created on first use, as it would).
+        tokens = bind_contextvars(client_order_id=..., strategy=..., venue=...)
+        self._vars = tuple(t.var for t in tokens.values())
+        for token in reversed(list(tokens.values())):
+            token.var.reset(token)
+
+    def bound(self, order: Order) -> _Bound:
+        return _Bound(self._vars, (order.client_order_id, order.strategy_id, order.venue))
+
+
+class _Bound:
+    __slots__ = ("_tokens", "_values", "_vars")
+
+    def __init__(
+        self, variables: tuple[contextvars.ContextVar[Any], ...], values: tuple[str, ...]
+    ) -> None:
+        self._vars = variables
+        self._values = values
+        self._tokens: list[contextvars.Token[Any]] = []
+
+    def __enter__(self) -> None:
+        self._tokens = [var.set(value) for var, value in zip(self._vars, self._values, strict=True)]
+
+    def __exit__(self, *_: object) -> None:
+        for token in reversed(self._tokens):
+            token.var.reset(token)
+
+
+def _older_than(found: VenueOrder, order: Order) -> bool:
+    """Whether the venue's answer predates what its report stream already told us: fewer
+    fills, or open where our copy is closed (a query in flight while the stream moved on)."""
+    return found.filled_qty < order.filled_qty or (found.status.is_open and not order.is_open)
+
+
+def _unsupported_type(venue: str, kind: OrderType, caps: VenueCapabilities) -> Denied:
+    """Refused before risk and before sending: the venue cannot take this kind of order."""
+    supported = ", ".join(sorted(t.value for t in caps.order_types))
+    return Denied(
+        f"venue {venue!r} does not support {kind.value} orders (it takes: {supported})",
+        "UNSUPPORTED_ORDER_TYPE",
+    )
 
 
 def _throttle_for(adapter: VenueAdapter, clock: Clock) -> Throttle:

@@ -422,6 +422,13 @@ class Throttle:
             at = self._earliest(costs, now)
             if at > deadline_ns:
                 raise self._throttled(endpoint, at, now)
+        if not self._queue and self._earliest(costs, now) <= now:
+            # Nobody waits and it fits now: granted at once, exactly as _pump would grant it
+            # at the head of an empty queue (without a future or a heap entry).
+            for pool, cost in costs:
+                pool.consume(cost, now)
+            self._schedule(None)
+            return
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         heapq.heappush(
             self._queue,

@@ -21,6 +21,28 @@ class Side(StrEnum):
 class OrderType(StrEnum):
     MARKET = "market"
     LIMIT = "limit"
+    # Rest untriggered at the venue until the last trade price reaches ``stop_price`` (at or
+    # above it for a buy, at or below for a sell), then become a market or a limit order.
+    STOP = "stop"
+    STOP_LIMIT = "stop_limit"
+
+    @property
+    def is_stop(self) -> bool:
+        return self is OrderType.STOP or self is OrderType.STOP_LIMIT
+
+    @property
+    def has_limit(self) -> bool:
+        """Whether the order carries a limit price (once triggered, for a stop-limit)."""
+        return self is OrderType.LIMIT or self is OrderType.STOP_LIMIT
+
+    @property
+    def triggered(self) -> OrderType:
+        """What a stop becomes when it triggers (other types are themselves)."""
+        if self is OrderType.STOP:
+            return OrderType.MARKET
+        if self is OrderType.STOP_LIMIT:
+            return OrderType.LIMIT
+        return self
 
 
 class TimeInForce(StrEnum):

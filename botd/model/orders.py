@@ -15,6 +15,7 @@ __all__ = [
     "OrderIntent",
     "OrderUpdate",
     "VenueOrder",
+    "stop_problem",
 ]
 
 _ZERO = Decimal(0)
@@ -60,6 +61,23 @@ _TRANSITIONS: dict[OrderStatus, frozenset[OrderStatus]] = {
 }
 
 
+def stop_problem(type: OrderType, price: Decimal | None, stop_price: Decimal | None) -> str | None:
+    """Why ``stop_price`` does not fit the order ``type``; None if it does. A stop or
+    stop-limit order needs a stop price, a stop-limit order a limit price as well, and no
+    other type may carry a stop price."""
+    if type is OrderType.STOP or type is OrderType.STOP_LIMIT:
+        if stop_price is None:
+            return f"a {type.value} order needs a stop price"
+        if type is OrderType.STOP_LIMIT and price is None:
+            return "a stop_limit order needs a limit price as well as a stop price"
+        if type is OrderType.STOP and price is not None:
+            return "a stop order triggers a market order and takes no limit price"
+        return None
+    if stop_price is not None:
+        return f"a {type.value} order takes no stop price"
+    return None
+
+
 class IllegalTransition(ValueError):
     def __init__(self, client_order_id: str, old: OrderStatus, new: OrderStatus) -> None:
         super().__init__(f"order {client_order_id}: {old.value} cannot become {new.value}")
@@ -82,6 +100,13 @@ class OrderIntent:
     post_only: bool = False
     reduce_only: bool = False
     ts: int = 0
+    # The trigger of a stop or stop-limit order; must be None for every other type.
+    stop_price: Decimal | None = None
+
+    def __post_init__(self) -> None:
+        problem = stop_problem(self.type, self.price, self.stop_price)
+        if problem is not None:
+            raise ValueError(problem)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +130,8 @@ class Order:
     reason: str = ""
     ts_created: int = 0
     ts_updated: int = 0
+    # The trigger of a stop or stop-limit order (see :class:`OrderIntent`); None otherwise.
+    stop_price: Decimal | None = None
 
     @property
     def remaining_qty(self) -> Decimal:
@@ -234,3 +261,4 @@ class VenueOrder:
     filled_qty: Decimal
     avg_price: Decimal | None
     ts_event: int
+    stop_price: Decimal | None = None

@@ -9,6 +9,7 @@ from typing import Any
 
 from botd.bus import Bus
 from botd.clock import Clock
+from botd.notify.batching import Batch, Pacer
 from botd.notify.messages import DailySummary, Notice, render
 from botd.notify.notifier import EVENT_KINDS, Notifier, TransportStats
 from botd.notify.transports import (
@@ -27,10 +28,12 @@ __all__ = [
     "EVENT_KINDS",
     "SIGNATURE_HEADER",
     "TIMESTAMP_HEADER",
+    "Batch",
     "DailySummary",
     "DeliveryError",
     "Notice",
     "Notifier",
+    "Pacer",
     "TelegramTransport",
     "Transport",
     "TransportStats",
@@ -93,6 +96,14 @@ def build_notifier(
         events=settings.events,
         queue_size=settings.queue_size,
         max_attempts=settings.max_attempts,
+        coalesce_window_s=settings.coalesce_window,
+        pacing={
+            "telegram": Pacer(
+                clock,
+                min_interval_s=settings.telegram.min_interval,
+                per_minute=settings.telegram.max_per_minute,
+            )
+        },
         daily_summary_cron=daily_cron(settings.daily_summary) if settings.daily_summary else None,
         timezone=settings.timezone,
         status=status,

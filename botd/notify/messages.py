@@ -33,6 +33,9 @@ class Notice:
     body: str  # further lines; may be empty
     ts_ns: int
     data: dict[str, str] = field(default_factory=dict)  # machine-readable, for webhooks
+    # Set only on a coalesced message (several routine events in one window): the summary as
+    # structured JSON for webhooks (see docs/operations.md, "Notifications").
+    batch: Mapping[str, Any] | None = None
 
     @property
     def text(self) -> str:

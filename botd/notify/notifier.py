@@ -5,10 +5,24 @@ task per transport renders and delivers, retrying with exponential backoff and j
 long as the receiver asked, e.g. Telegram's ``retry_after``). A slow or unreachable transport
 therefore never delays trading, and never delays the other transport.
 
-Overflow policy: **drop-oldest**. When a queue is full the oldest queued notice is discarded
-and counted; one warning is logged when a burst starts overflowing and one line (with the
-count) when the queue has drained. The newest news is the most useful after an outage: that a
-venue is back up matters more than the fills from before it went down.
+Priorities: fills and rejections are *routine*; the kill switch, venue down/up, strategy
+halted, alerts and the daily summary are *urgent*. Urgent notices are sent before any queued
+routine one.
+
+Overflow policy: **drop-oldest, routine first**. When a queue is full the oldest queued
+routine notice is discarded and counted; an urgent notice is only ever dropped for a newer
+urgent one (a routine notice arriving at a queue full of urgent ones is the one dropped). One
+warning is logged when a burst starts overflowing and one line (with the count) when the queue
+has drained. The newest news is the most useful after an outage: that a venue is back up
+matters more than the fills from before it went down.
+
+Coalescing (``coalesce_window_s`` > 0): the first routine notice of a kind and strategy goes
+out at once and opens a window; the ones arriving during it are summed up into one message
+when it closes (see :class:`botd.notify.batching.Batch`), and the window rolls on while they
+keep coming. A window that caught a single event sends it exactly as it would have gone alone.
+
+Pacing: a transport given a :class:`~botd.notify.batching.Pacer` (Telegram) waits its turn
+before each request, so the receiver's rate limit is rarely hit rather than used as the brake.
 """
 
 from __future__ import annotations
@@ -24,10 +38,11 @@ from typing import Any
 import structlog
 
 from botd.bus import Bus
-from botd.clock import Clock
+from botd.clock import NS_PER_SECOND, Clock
 from botd.events import KillSwitchChanged, StrategyHalted, VenueDown, VenueUp
 from botd.gateway.gateway import Alert
 from botd.model import Fill, OrderStatus, OrderUpdate, Side
+from botd.notify.batching import Batch, Pacer, batch_key, is_routine
 from botd.notify.messages import DailySummary, Notice, kind_of, render
 from botd.notify.transports import DeliveryError, Transport
 from botd.schedule import Scheduler
@@ -62,16 +77,29 @@ class TransportStats:
     retries: int = 0
 
 
+@dataclass(slots=True)
+class _Window:
+    closes_ns: int
+    batch: Batch | None = None  # the events caught since the window opened
+
+
 @dataclass(eq=False)
 class _Channel:
     transport: Transport
-    queue: deque[tuple[int, object]]
     capacity: int
+    pacer: Pacer | None = None
+    urgent: deque[tuple[int, object]] = field(default_factory=deque)
+    routine: deque[tuple[int, object]] = field(default_factory=deque)  # an event or a Batch
+    windows: dict[tuple[str, str], _Window] = field(default_factory=dict)  # by (kind, strategy)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
+    window_opened: asyncio.Event = field(default_factory=asyncio.Event)
     stats: TransportStats = field(default_factory=TransportStats)
     busy: bool = False
     overflowing: bool = False
     dropped_in_burst: int = 0
+
+    def __len__(self) -> int:
+        return len(self.urgent) + len(self.routine)
 
 
 class Notifier:
@@ -87,6 +115,8 @@ class Notifier:
         backoff_initial_s: float = 1.0,
         backoff_max_s: float = 60.0,
         max_wait_s: float = 600.0,
+        coalesce_window_s: float = 0.0,
+        pacing: Mapping[str, Pacer] | None = None,
         daily_summary_cron: str | None = None,
         timezone: str = "UTC",
         status: Callable[[], Mapping[str, Any]] | None = None,
@@ -100,7 +130,10 @@ class Notifier:
         self._clock = clock
         self._events = frozenset(events)
         # One queue and one sender per transport: a slow one never holds up another.
-        self._channels = [_Channel(t, deque(), queue_size) for t in transports]
+        pacers = dict(pacing or {})
+        self._channels = [_Channel(t, queue_size, pacers.get(t.name)) for t in transports]
+        self._window_ns = int(coalesce_window_s * NS_PER_SECOND)
+        self._window_s = coalesce_window_s
         self._max_attempts = max_attempts
         self._backoff_initial = backoff_initial_s
         self._backoff_max = backoff_max_s
@@ -128,7 +161,10 @@ class Notifier:
         return {c.transport.name: c.stats for c in self._channels}
 
     def queued(self) -> int:
-        return sum(len(c.queue) for c in self._channels)
+        return sum(
+            len(c) + sum(w.batch.count for w in c.windows.values() if w.batch)
+            for c in self._channels
+        )
 
     # -- bus side (hot path: enqueue only) ---------------------------------------------------
     def attach(self) -> None:
@@ -172,20 +208,61 @@ class Notifier:
     def enqueue(self, event: object) -> None:
         """Queue ``event`` for every transport; never blocks, never raises for a full queue."""
         seq = next(self._seq)
+        key = batch_key(event) if self._window_ns else None
         for ch in self._channels:
-            if len(ch.queue) >= ch.capacity:
-                ch.queue.popleft()
-                ch.stats.dropped += 1
-                ch.dropped_in_burst += 1
-                if not ch.overflowing:
-                    ch.overflowing = True
-                    self._log.warning(
-                        "notification queue full; dropping the oldest",
-                        transport=ch.transport.name,
-                        capacity=ch.capacity,
-                    )
-            ch.queue.append((seq, event))
-            ch.wake.set()
+            if key is not None and self._coalesce(ch, key, event):
+                continue
+            self._push(ch, seq, event, routine=is_routine(event))
+
+    def _coalesce(self, ch: _Channel, key: tuple[str, str], event: object) -> bool:
+        """True if ``event`` joined an open window; else opens one (and the event goes now)."""
+        window = ch.windows.get(key)
+        if window is None:
+            ch.windows[key] = _Window(self._clock.time_ns() + self._window_ns)
+            ch.window_opened.set()
+            return False
+        if window.batch is None:
+            window.batch = Batch(key[0], key[1], self._window_s)
+        window.batch.add(event)
+        return True
+
+    def _push(self, ch: _Channel, seq: int, item: object, *, routine: bool) -> None:
+        if len(ch) >= ch.capacity:
+            if ch.routine:
+                ch.routine.popleft()
+            elif routine:
+                item = None  # a full queue of urgent notices keeps them all
+            else:
+                ch.urgent.popleft()
+            ch.stats.dropped += 1
+            ch.dropped_in_burst += 1
+            if not ch.overflowing:
+                ch.overflowing = True
+                self._log.warning(
+                    "notification queue full; dropping the oldest",
+                    transport=ch.transport.name,
+                    capacity=ch.capacity,
+                )
+        if item is not None:
+            (ch.routine if routine else ch.urgent).append((seq, item))
+        ch.wake.set()
+
+    def _close_windows(self, ch: _Channel, *, until_ns: int | None) -> None:
+        """Send the batches of the windows closed by ``until_ns`` (None: all of them, now).
+
+        A window that caught something is followed by a fresh one (the flood goes on); one that
+        caught nothing ends, and the next event of its kind goes out at once again.
+        """
+        for key, window in list(ch.windows.items()):
+            if until_ns is not None and window.closes_ns > until_ns:
+                continue
+            del ch.windows[key]
+            batch = window.batch
+            if batch is None:
+                continue
+            self._push(ch, next(self._seq), batch, routine=True)
+            if until_ns is not None:
+                ch.windows[key] = _Window(max(window.closes_ns + self._window_ns, until_ns + 1))
 
     # -- daily summary -----------------------------------------------------------------------
     def summary_due(self) -> None:
@@ -227,6 +304,10 @@ class Notifier:
             async with asyncio.TaskGroup() as tg:
                 for ch in self._channels:
                     tg.create_task(self._sender(ch), name=f"notify.{ch.transport.name}")
+                    if self._window_ns:
+                        tg.create_task(
+                            self._windows(ch), name=f"notify.{ch.transport.name}.coalesce"
+                        )
         finally:
             await scheduler.close()
             for ch in self._channels:
@@ -240,14 +321,34 @@ class Notifier:
                     )
 
     async def drain(self) -> None:
-        """Wait until every queued notice has been delivered or given up on."""
-        while any(ch.queue or ch.busy for ch in self._channels):
+        """Send what open windows hold, then wait until every queued notice has been delivered
+        or given up on."""
+        for ch in self._channels:
+            self._close_windows(ch, until_ns=None)
+        while any(len(ch) or ch.busy for ch in self._channels):
             self._progress.clear()
             await self._progress.wait()
 
+    async def _windows(self, ch: _Channel) -> None:
+        """Close coalescing windows as they expire.
+
+        A window opened while this task sleeps closes later than the one it sleeps for (every
+        window is equally long), so sleeping until the earliest one is never too long.
+        """
+        while True:
+            if not ch.windows:
+                ch.window_opened.clear()
+                await ch.window_opened.wait()
+                continue
+            closes_ns = min(w.closes_ns for w in ch.windows.values())
+            delay_ns = closes_ns - self._clock.time_ns()
+            if delay_ns > 0:
+                await self._clock.sleep(delay_ns / NS_PER_SECOND)
+            self._close_windows(ch, until_ns=self._clock.time_ns())
+
     async def _sender(self, ch: _Channel) -> None:
         while True:
-            if not ch.queue:
+            if not len(ch):
                 if ch.overflowing:
                     self._log.warning(
                         "notification queue drained",
@@ -259,10 +360,16 @@ class Notifier:
                 ch.wake.clear()
                 await ch.wake.wait()
                 continue
-            seq, event = ch.queue.popleft()
+            seq, item = ch.urgent.popleft() if ch.urgent else ch.routine.popleft()
             ch.busy = True
             try:
-                notice = render(event, f"{self._boot}-{seq}")
+                notice_id = f"{self._boot}-{seq}"
+                if isinstance(item, Batch):
+                    # One event in the window: sent exactly as it would have gone alone.
+                    one = item.count == 1 and item.first is not None
+                    notice = render(item.first, notice_id) if one else item.render(notice_id)
+                else:
+                    notice = render(item, notice_id)
                 if notice is not None:
                     await self._deliver(ch, notice)
             except Exception:
@@ -281,6 +388,8 @@ class Notifier:
         name = ch.transport.name
         for attempt in range(1, self._max_attempts + 1):
             try:
+                if ch.pacer is not None:
+                    await ch.pacer.wait()
                 await ch.transport.send(notice)
             except DeliveryError as exc:
                 if exc.permanent or attempt == self._max_attempts:

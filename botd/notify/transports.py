@@ -15,7 +15,7 @@ import hmac
 import html
 import json
 from collections.abc import Iterable, Mapping
-from typing import Protocol
+from typing import Any, Protocol
 
 import aiohttp
 from pydantic import SecretStr
@@ -157,7 +157,7 @@ class WebhookTransport(_HttpTransport):
         return f"WebhookTransport(url=SecretStr('**********'), signed={bool(self._key)})"
 
     def body(self, notice: Notice) -> bytes:
-        payload = {
+        payload: dict[str, Any] = {
             "id": notice.id,
             "kind": notice.kind,
             "title": notice.title,
@@ -166,6 +166,8 @@ class WebhookTransport(_HttpTransport):
             "ts_ns": notice.ts_ns,
             "data": notice.data,
         }
+        if notice.batch is not None:
+            payload["batch"] = notice.batch
         return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
     async def send(self, notice: Notice) -> None:

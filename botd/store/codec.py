@@ -54,6 +54,7 @@ ORDER_COLUMNS = (
     "reason",
     "ts_created",
     "ts_updated",
+    "stop_price",
 )
 
 FILL_COLUMNS = (
@@ -116,6 +117,7 @@ def order_row(o: Order) -> tuple[Any, ...]:
         o.reason,
         int(o.ts_created),
         int(o.ts_updated),
+        _opt_dec(o.stop_price),
     )
 
 
@@ -138,6 +140,7 @@ def row_order(r: Row) -> Order:
         reason=r[14],
         ts_created=r[15],
         ts_updated=r[16],
+        stop_price=_to_opt_dec(r[17]),
     )
 
 

@@ -156,6 +156,10 @@ def _dumps(value: object) -> str:
 class Journal:
     """See the module docstring. Build with :meth:`open`; always :meth:`close`."""
 
+    # False for a journal without an event log (a backtest's, in memory): writers may skip
+    # building the entries, which :meth:`append_event` would drop.
+    keeps_events: bool = True
+
     def __init__(
         self,
         path: Path,
@@ -290,7 +294,7 @@ class Journal:
         )
 
     async def write_fill(self, fill: Fill) -> bool:
-        """Record ``fill`` once per ``(venue, trade_id)``; True if it was new."""
+        """Record ``fill`` once per ``(venue, trade_id, client_order_id)``; True if it was new."""
         params = fill_row(fill)
 
         async def run(conn: aiosqlite.Connection) -> bool:

@@ -145,7 +145,53 @@ _V1: Migration = (
     """,
 )
 
-MIGRATIONS: tuple[Migration, ...] = (_V1,)
+# Stop and stop-limit orders: their trigger price (NULL for every other type and for every
+# order journaled before stops existed).
+_V2: Migration = ("ALTER TABLE orders ADD COLUMN stop_price TEXT",)
+
+# Fills unique per (venue, trade id, client order id), no longer per (venue, trade id): a
+# self-trade (two of our orders crossing) is one trade id with two executions of ours, and the
+# second side was silently dropped. SQLite cannot drop a table constraint, so the table is
+# rebuilt (same columns, same rows) and its indexes recreated.
+_V3: Migration = (
+    """
+    CREATE TABLE fills_v3 (
+        id              INTEGER PRIMARY KEY,
+        venue           TEXT NOT NULL,
+        trade_id        TEXT NOT NULL,
+        client_order_id TEXT NOT NULL,
+        strategy_id     TEXT NOT NULL,
+        symbol          TEXT NOT NULL,
+        side            TEXT NOT NULL,
+        qty             TEXT NOT NULL,
+        price           TEXT NOT NULL,
+        fee             TEXT NOT NULL,
+        fee_asset       TEXT NOT NULL,
+        liquidity       TEXT NOT NULL,
+        venue_order_id  TEXT NOT NULL,
+        ts_event        INTEGER NOT NULL,
+        ts_recv         INTEGER NOT NULL,
+        UNIQUE (venue, trade_id, client_order_id)
+    )
+    """,
+    """
+    INSERT INTO fills_v3 (
+        id, venue, trade_id, client_order_id, strategy_id, symbol, side, qty, price, fee,
+        fee_asset, liquidity, venue_order_id, ts_event, ts_recv
+    )
+    SELECT
+        id, venue, trade_id, client_order_id, strategy_id, symbol, side, qty, price, fee,
+        fee_asset, liquidity, venue_order_id, ts_event, ts_recv
+    FROM fills
+    """,
+    "DROP TABLE fills",
+    "ALTER TABLE fills_v3 RENAME TO fills",
+    "CREATE INDEX fills_time ON fills (ts_event)",
+    "CREATE INDEX fills_strategy_time ON fills (strategy_id, ts_event)",
+    "CREATE INDEX fills_order ON fills (client_order_id)",
+)
+
+MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -200,11 +200,18 @@ class Strategy:
         tif: TimeInForce = TimeInForce.GTC,
         post_only: bool = False,
         reduce_only: bool = False,
+        stop: Decimal | None = None,
     ) -> str:
         """Buy ``qty``, or ``quote`` worth, or ``fraction`` of the free quote balance, at
-        ``price`` (a limit order) or at market."""
-        qty = self._size(Side.BUY, qty, price, quote, fraction, symbol)
-        return self._order(Side.BUY, qty, price, symbol, type, tif, post_only, reduce_only)
+        ``price`` (a limit order) or at market.
+
+        With ``stop`` the order waits at the venue until the last trade price rises to
+        ``stop`` or above, then buys at market (a stop order) or, with ``price`` as well, at
+        that limit (a stop-limit order). Sizing by ``quote`` or ``fraction`` then uses the
+        limit, or else the stop price."""
+        ref = price if price is not None else stop
+        qty = self._size(Side.BUY, qty, ref, quote, fraction, symbol)
+        return self._order(Side.BUY, qty, price, symbol, type, tif, post_only, reduce_only, stop)
 
     def sell(
         self,
@@ -218,11 +225,32 @@ class Strategy:
         tif: TimeInForce = TimeInForce.GTC,
         post_only: bool = False,
         reduce_only: bool = False,
+        stop: Decimal | None = None,
     ) -> str:
         """Sell ``qty``, or ``quote`` worth, or ``fraction`` of the free base balance, at
-        ``price`` (a limit order) or at market."""
-        qty = self._size(Side.SELL, qty, price, quote, fraction, symbol)
-        return self._order(Side.SELL, qty, price, symbol, type, tif, post_only, reduce_only)
+        ``price`` (a limit order) or at market.
+
+        With ``stop`` the order waits at the venue until the last trade price falls to
+        ``stop`` or below, then sells at market (a stop order: a stop-loss) or, with ``price``
+        as well, at that limit (a stop-limit order)."""
+        ref = price if price is not None else stop
+        qty = self._size(Side.SELL, qty, ref, quote, fraction, symbol)
+        return self._order(Side.SELL, qty, price, symbol, type, tif, post_only, reduce_only, stop)
+
+    def stop_loss(
+        self, stop: Decimal, *, price: Decimal | None = None, symbol: str | None = None
+    ) -> str | None:
+        """Protect this strategy's whole position: a stop order on the closing side (a sell
+        stop below the market for a long, a buy stop above it for a short), reduce-only, at
+        market once triggered or at ``price`` (a stop-limit). None when flat. Cancel it (or
+        let it fill) yourself when the position changes."""
+        pos = self.position_of(symbol or self.primary_symbol)
+        if pos.is_flat:
+            return None
+        side = Side.SELL if pos.is_long else Side.BUY
+        return self._order(
+            side, abs(pos.qty), price, pos.symbol, None, TimeInForce.GTC, False, True, stop
+        )
 
     def cancel(self, client_order_id: str) -> None:
         self._ctx.cancel(client_order_id)
@@ -287,10 +315,14 @@ class Strategy:
         tif: TimeInForce,
         post_only: bool,
         reduce_only: bool,
+        stop: Decimal | None = None,
     ) -> str:
-        order_type = type or (OrderType.LIMIT if price is not None else OrderType.MARKET)
-        if order_type is OrderType.LIMIT and price is None:
-            raise ValueError("a limit order needs a price")
+        if stop is not None:
+            order_type = type or (OrderType.STOP if price is None else OrderType.STOP_LIMIT)
+        else:
+            order_type = type or (OrderType.LIMIT if price is not None else OrderType.MARKET)
+        if order_type.has_limit and price is None:
+            raise ValueError(f"a {order_type.value} order needs a price")
         intent = OrderIntent(
             strategy_id=self.id,
             venue=self.venue,
@@ -303,6 +335,7 @@ class Strategy:
             post_only=post_only,
             reduce_only=reduce_only,
             ts=self._ctx.now_ns(),
+            stop_price=None if stop is None else _as_decimal(stop, "stop"),
         )
         return self._ctx.submit(intent)
 

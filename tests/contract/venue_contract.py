@@ -388,3 +388,43 @@ class VenueContract:
         assert {r.trade_id for r in recovered if r.client_order_id == second.client_order_id} == (
             streamed
         )
+
+    async def test_a_far_stop_waits_untriggered_and_cancels(
+        self, venue: VenueAdapter, stream: StreamRecorder
+    ) -> None:
+        if not {OrderType.STOP, OrderType.STOP_LIMIT} <= venue.capabilities.order_types:
+            pytest.skip(f"{venue.name} declares no stop orders")
+        inst = self.instrument(venue)
+        q = await self.quote(venue)
+        stop = inst.round_price(q.ask * Decimal("1.5"), Side.SELL)  # far above: never reached
+        order = Order(
+            client_order_id=self.client_id(),
+            strategy_id="contract",
+            venue=venue.name,
+            symbol=self.symbol,
+            side=Side.BUY,
+            type=OrderType.STOP,
+            qty=self.small_qty(inst, stop),
+            price=None,
+            tif=TimeInForce.GTC,
+            stop_price=stop,
+        )
+        ack = await venue.submit(order)
+        assert ack.status is OrderStatus.ACCEPTED
+        listed = {o.client_order_id: o for o in await venue.open_orders()}
+        found = await venue.query_order(self.symbol, order.client_order_id)
+        assert found is not None
+        for view in (listed[order.client_order_id], found):
+            assert (view.status, view.type, view.stop_price) == (
+                OrderStatus.ACCEPTED,
+                OrderType.STOP,
+                stop,
+            )
+            assert view.filled_qty == 0
+        await venue.cancel(self.symbol, order.client_order_id)
+
+        def canceled() -> bool:
+            return any(r.status is OrderStatus.CANCELED for r in stream.of(order.client_order_id))
+
+        await self.wait_for(venue, canceled)
+        assert order.client_order_id not in {o.client_order_id for o in await venue.open_orders()}

@@ -2,7 +2,7 @@
 
 Grammar (EBNF)::
 
-    action = ( "buy" | "sell" ) amount [ "at" expression ]
+    action = ( "buy" | "sell" ) amount [ "stop" expression ] [ "at" expression ]
            | "close"
            | "cancel" "all" ;
     amount = ( number | param_name ) [ ASSET ] ;
@@ -12,6 +12,10 @@ Grammar (EBNF)::
   asset (``buy 0.001 BTC``) is the same as naming none;
 * ``... at <expression>`` — a limit order at that price (rounded onto the tick grid, down for a
   buy and up for a sell); the action is skipped while the price is unknown;
+* ``... stop <expression>`` — a stop order: it waits until the last trade price reaches that
+  price (at or above for a buy, at or below for a sell), then trades at market, or at the
+  ``at`` price if one follows (a stop-limit); the stop is rounded onto the tick grid away from
+  the market (up for a buy, down for a sell) and the action is skipped while it is unknown;
 * ``close`` — flatten this rule's position in its symbol with a market order;
 * ``cancel all`` — cancel this strategy's open orders in this rule's symbol.
 """
@@ -49,6 +53,7 @@ class ActionSpec:
     asset_line: int = 0
     asset_column: int = 0
     price: Expr | None = None
+    stop: Expr | None = None
 
 
 def parse_action(text: str) -> ActionSpec:
@@ -97,7 +102,7 @@ def _parse_order(verb: Verb, tokens: list[Token]) -> ActionSpec:
         )
     i = 2
     asset_tok: Token | None = None
-    if tokens[i].kind is TokenKind.NAME and tokens[i].text != "at":
+    if tokens[i].kind is TokenKind.NAME and tokens[i].text not in ("at", "stop"):
         asset_tok = tokens[i]
         if not (asset_tok.text.isupper() and asset_tok.text.isalnum()):
             raise _at(
@@ -106,13 +111,20 @@ def _parse_order(verb: Verb, tokens: list[Token]) -> ActionSpec:
                 asset_tok,
             )
         i += 1
+    stop: Expr | None = None
+    if tokens[i].kind is TokenKind.NAME and tokens[i].text == "stop":
+        parser = Parser(tokens, i + 1)
+        stop = parser.expression()
+        i = parser.pos
     price: Expr | None = None
     if tokens[i].kind is TokenKind.NAME and tokens[i].text == "at":
         parser = Parser(tokens, i + 1)
         price = parser.expression()
         parser.expect_end()
+    elif stop is not None:
+        _expect_end(tokens[i], "after the stop price: expected 'at <price>' or nothing")
     else:
-        _expect_end(tokens[i], "in the order: expected 'at <price>' or nothing")
+        _expect_end(tokens[i], "in the order: expected 'stop <price>', 'at <price>' or nothing")
     return ActionSpec(
         verb,
         verb_tok.line,
@@ -124,6 +136,7 @@ def _parse_order(verb: Verb, tokens: list[Token]) -> ActionSpec:
         asset_line=asset_tok.line if asset_tok else 0,
         asset_column=asset_tok.column if asset_tok else 0,
         price=price,
+        stop=stop,
     )
 
 
@@ -142,6 +155,8 @@ def check_action(spec: ActionSpec, program: Program) -> None:
         _amount(spec, program)
         if spec.price is not None:
             program.number(spec.price, "the price after 'at'")
+        if spec.stop is not None:
+            program.number(spec.stop, "the stop price after 'stop'")
 
 
 def bind_action(
@@ -176,9 +191,21 @@ def bind_action(
             )
         by_quote = True
     price_fn = None if spec.price is None else program.number(spec.price, "the price after 'at'")
+    stop_fn = (
+        None if spec.stop is None else program.number(spec.stop, "the stop price after 'stop'")
+    )
     send = strategy.buy if side is Side.BUY else strategy.sell
 
     def order() -> object:
+        stop: Decimal | None = None
+        if stop_fn is not None:
+            value = stop_fn()
+            if value is None or value <= 0:
+                strategy.log.warning(
+                    "rule action skipped: its stop price is not known yet", symbol=symbol
+                )
+                return None
+            stop = instrument.round_price(Decimal(repr(value)), side.opposite)
         price: Decimal | None = None
         if price_fn is not None:
             value = price_fn()
@@ -189,8 +216,8 @@ def bind_action(
                 return None
             price = instrument.round_price(Decimal(repr(value)), side)
         if by_quote:
-            return send(None, price, quote=amount, symbol=symbol)
-        return send(amount, price, symbol=symbol)
+            return send(None, price, quote=amount, symbol=symbol, stop=stop)
+        return send(amount, price, symbol=symbol, stop=stop)
 
     return order
 

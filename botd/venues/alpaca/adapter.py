@@ -65,7 +65,7 @@ _ENDPOINTS: Final = (
     "account.balances",
 )
 ALPACA_CAPABILITIES: Final = VenueCapabilities(
-    order_types=frozenset({OrderType.MARKET, OrderType.LIMIT}),
+    order_types=frozenset(OrderType),  # Alpaca's own names: market, limit, stop, stop_limit
     time_in_force=frozenset(_TIF),
     post_only=False,
     rate_limits=(RateLimit("requests", 200, 60.0, scope="account", kind="rolling"),),
@@ -270,10 +270,14 @@ class AlpacaAdapter:
             "time_in_force": tif,
             "client_order_id": order.client_order_id,
         }
-        if order.type is OrderType.LIMIT:
+        if order.type.has_limit:
             if order.price is None:
                 raise OrderRejected("a limit order needs a price", code="BAD_PRICE")
             body["limit_price"] = format(order.price, "f")
+        if order.type.is_stop:
+            if order.stop_price is None:
+                raise OrderRejected("a stop order needs a stop price", code="BAD_PRICE")
+            body["stop_price"] = format(order.stop_price, "f")
         reply = await self._http.request("POST", "/v2/orders", body=body)
         try:
             view = venue_order(self._name, reply)

@@ -133,13 +133,18 @@ def venue_order(venue: str, body: Mapping[str, Any]) -> VenueOrder:
             client_order_id=str(body["client_order_id"]),
             venue_order_id=str(body["id"]),
             side=Side(body["side"]),
-            type=OrderType.MARKET if body.get("type") in ("market", "stop") else OrderType.LIMIT,
+            type=_ORDER_TYPES.get(str(body.get("type")), OrderType.LIMIT),
             qty=qty if qty is not None else filled,
             price=_opt_decimal(body, "limit_price"),
             status=status_of(body.get("status")),
             filled_qty=filled,
             avg_price=_opt_decimal(body, "filled_avg_price"),
             ts_event=parse_ns(body.get("updated_at") or body.get("created_at")),
+            stop_price=_opt_decimal(body, "stop_price"),
         )
     except (KeyError, ValueError) as exc:
         raise WireError(f"bad order object: {exc}") from None
+
+
+# Alpaca's order types by name; anything else (trailing_stop) is not ours to place.
+_ORDER_TYPES = {t.value: t for t in OrderType}

@@ -418,6 +418,12 @@ class BinanceAdapter:
             "symbol": order.symbol,
             "side": "BUY" if order.side is Side.BUY else "SELL",
         }
+        if order.type not in (OrderType.MARKET, OrderType.LIMIT):
+            # Never send a stop as something else (a stop-limit as a plain limit would trade
+            # at once): the adapter declares market and limit only.
+            raise OrderRejected(
+                f"{self._name} does not take {order.type.value} orders", code="UNSUPPORTED"
+            )
         if order.type is OrderType.MARKET:
             params["type"] = "MARKET"
         else:

@@ -45,6 +45,9 @@ class SimOrder:
     live: bool = False  # resting in the book
     cost: Decimal = _ZERO  # sum of qty * price over its executions, for the average price
     updated: int = 0  # ts of the last thing that happened to it
+    # Stop and stop-limit orders: the trigger. ``type`` stays STOP/STOP_LIMIT while the order
+    # waits off the book and becomes MARKET/LIMIT when it triggers; this stays set.
+    stop_price: Decimal | None = None
 
     @property
     def remaining(self) -> Decimal:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections import OrderedDict, deque
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
 from botd.model import (
@@ -38,6 +38,7 @@ from botd.model import (
     Trade,
     VenueOrder,
 )
+from botd.model.orders import stop_problem
 from botd.venues.sim.book import Book, BookSide, SimOrder
 
 __all__ = [
@@ -77,7 +78,7 @@ class RestingOrder:
     side: Side
     type: OrderType
     qty: Decimal
-    price: Decimal
+    price: Decimal | None  # None only for a stop order still waiting for its trigger
     tif: TimeInForce
     post_only: bool
     ts: int
@@ -85,6 +86,7 @@ class RestingOrder:
     locked: Decimal
     cost: Decimal
     updated: int
+    stop_price: Decimal | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +153,11 @@ def _price(order: SimOrder) -> Decimal:
     return order.price
 
 
+def _stop(order: SimOrder) -> Decimal:
+    assert order.stop_price is not None
+    return order.stop_price
+
+
 def _filter_problem(
     inst: Instrument, qty: Decimal, price: Decimal | None, notional_price: Decimal | None
 ) -> tuple[str, str] | None:
@@ -201,6 +208,11 @@ class MatchingEngine:
         self._fees: dict[str, Decimal] = {}
         self._order_seq = 0
         self._trade_seq = 0
+        # Stop orders waiting for their trigger, off the book: symbol -> venue order id ->
+        # order (insertion order is time priority); and the last trade price of each symbol
+        # as far as trigger_stops() has been shown trades.
+        self._stops: dict[str, dict[str, SimOrder]] = {}
+        self._last: dict[str, Decimal] = {}
 
     @property
     def venue(self) -> str:
@@ -263,6 +275,9 @@ class MatchingEngine:
                 "filled_qty": str(o.filled),
                 "post_only": str(o.post_only).lower(),
             }
+            if o.stop_price is not None:
+                extra["type"] = _reported_type(o).value
+                extra["stop_price"] = str(o.stop_price)
             out.append(self._report(o, status, o.ts, extra=extra))
         return out
 
@@ -360,16 +375,24 @@ class MatchingEngine:
                 raise ValueError(f"two open orders use {r.client_order_id}")
             if not 0 <= r.filled < r.qty:
                 raise ValueError(f"open order {r.client_order_id}: filled {r.filled} of {r.qty}")
+            waiting = r.type is OrderType.STOP or r.type is OrderType.STOP_LIMIT
+            if waiting and r.stop_price is None:
+                raise ValueError(f"stop order {r.client_order_id} has no stop price")
+            if not waiting and r.price is None:
+                raise ValueError(f"open order {r.client_order_id} has no price")
             best = self._books[r.symbol].side(r.side.opposite).best()
-            if best is not None and _crosses(r.side, r.price, best.price):
+            if not waiting and best is not None and _crosses(r.side, r.price, best.price):
                 raise ValueError(f"open order {r.client_order_id} would cross the book")
             order = SimOrder(
                 account, r.client_order_id, r.venue_order_id, r.symbol, r.side, r.type, r.qty,
                 r.price, r.tif, r.post_only, r.ts, r.filled, r.locked, cost=r.cost,
-                updated=r.updated,
+                updated=r.updated, stop_price=r.stop_price,
             )  # fmt: skip
             acct.open[r.client_order_id] = order
-            self._books[r.symbol].side(r.side).add(order)
+            if waiting:
+                self._stops.setdefault(r.symbol, {})[r.venue_order_id] = order
+            else:
+                self._books[r.symbol].side(r.side).add(order)
         assert acct.closed is not None
         assert acct.executions is not None
         for closed in snapshot.closed:
@@ -422,6 +445,7 @@ class MatchingEngine:
         tif: TimeInForce,
         post_only: bool,
         ts: int,
+        stop_price: Decimal | None = None,
     ) -> EngineResult:
         acct = self._account(account)
 
@@ -433,6 +457,11 @@ class MatchingEngine:
             return reject("UNKNOWN_SYMBOL", f"unknown symbol {symbol}")
         if client_order_id in acct.open:
             return reject("DUPLICATE_CLIENT_ID", f"an open order already uses {client_order_id}")
+        if type is OrderType.STOP or type is OrderType.STOP_LIMIT or stop_price is not None:
+            return self._submit_stop(
+                acct, account, inst, client_order_id, side, type, qty, price, tif, post_only,
+                stop_price, ts,
+            )  # fmt: skip
         market = type is OrderType.MARKET
         if market:
             if post_only:
@@ -524,6 +553,170 @@ class MatchingEngine:
         doomed = [o for o in acct.open.values() if symbol is None or o.symbol == symbol]
         return EngineResult([self._cancel(acct, account, o, ts) for o in doomed], [])
 
+    # -- stop orders ------------------------------------------------------------------------
+
+    def last_price(self, symbol: str) -> Decimal | None:
+        """The last trade price :meth:`trigger_stops` saw in ``symbol``; None before any."""
+        return self._last.get(symbol)
+
+    def waiting_stops(self, symbol: str | None = None) -> int:
+        """How many stop orders wait for their trigger (in ``symbol`` only, unless None)."""
+        if symbol is not None:
+            return len(self._stops.get(symbol, ()))
+        return sum(len(w) for w in self._stops.values())
+
+    def trigger_stops(self, result: EngineResult, ts: int) -> EngineResult:
+        """Trigger every waiting stop that the trades of ``result`` reach, in the order the
+        trades happened, and append what the triggered orders did to ``result`` (their trades
+        may trigger further stops in turn). A venue that offers stops calls this with the
+        result of every call that may have traded. Returns ``result``."""
+        trades = result.trades
+        i = 0
+        while i < len(trades):
+            trade = trades[i]
+            i += 1
+            self._last[trade.symbol] = trade.price
+            if self._stops.get(trade.symbol):
+                self.trigger_at(trade.symbol, trade.price, ts, result)
+        return result
+
+    def trigger_at(
+        self, symbol: str, price: Decimal, ts: int, result: EngineResult | None = None
+    ) -> EngineResult:
+        """The last price of ``symbol`` is now ``price``: trigger the stops it reaches, oldest
+        first, each becoming a market (stop) or limit (stop-limit) order with the same ids."""
+        out = result if result is not None else EngineResult([], [])
+        waiting = self._stops.get(symbol)
+        if not waiting:
+            return out
+        due = [o for o in waiting.values() if _stop_reached(o.side, _stop(o), price)]
+        for order in due:
+            if waiting.get(order.venue_order_id) is order:
+                self._trigger(order, out, ts)
+        return out
+
+    def _submit_stop(
+        self,
+        acct: _Account,
+        account: str,
+        inst: Instrument,
+        client_order_id: str,
+        side: Side,
+        type: OrderType,
+        qty: Decimal,
+        price: Decimal | None,
+        tif: TimeInForce,
+        post_only: bool,
+        stop_price: Decimal | None,
+        ts: int,
+    ) -> EngineResult:
+        symbol = inst.symbol
+
+        def reject(code: str, reason: str) -> EngineResult:
+            return self._rejected(account, symbol, client_order_id, ts, code, reason)
+
+        problem = stop_problem(type, price, stop_price)
+        if problem is not None:
+            return reject("BAD_ORDER", problem)
+        assert stop_price is not None
+        if not stop_price.is_finite() or stop_price <= 0:
+            return reject("BAD_PRICE", f"stop price {stop_price} must be a positive number")
+        if price is not None and (not price.is_finite() or price <= 0):
+            return reject("BAD_PRICE", f"limit price {price} must be a positive number")
+        if post_only:
+            return reject("BAD_ORDER", f"a {type.value} order cannot be post-only")
+        if inst.tick_size > 0 and stop_price % inst.tick_size != 0:
+            return reject(
+                "TICK_SIZE",
+                f"stop price {stop_price} is not a multiple of tick size {inst.tick_size}",
+            )
+        reference = price if price is not None else stop_price
+        found = _filter_problem(inst, qty, price, reference)
+        if found is not None:
+            return reject(*found)
+        last = self._last.get(symbol)
+        if last is not None and _stop_reached(side, stop_price, last):
+            return reject(
+                "WOULD_TRIGGER",
+                f"Order would immediately trigger: {side.value} stop {stop_price}, "
+                f"last price {last}",
+            )
+        # Reserved while waiting, as a venue does: the base for a sell, the quote at the
+        # limit (stop-limit) or the stop price (stop) for a buy. Released when it triggers.
+        lock_asset = inst.quote if side is Side.BUY else inst.base
+        need = _ZERO if acct.unlimited else qty if side is Side.SELL else qty * reference
+        if need and acct.free.get(lock_asset, _ZERO) < need:
+            return reject(
+                "INSUFFICIENT_BALANCE",
+                f"needs {need} {lock_asset}, {acct.free.get(lock_asset, _ZERO)} free",
+            )
+        self._order_seq += 1
+        order = SimOrder(
+            account, client_order_id, str(self._order_seq), symbol, side, type, qty, price, tif,
+            False, ts, updated=ts, stop_price=stop_price,
+        )  # fmt: skip
+        if need:
+            self._lock(acct, lock_asset, need)
+            order.locked = need
+        acct.open[client_order_id] = order
+        self._stops.setdefault(symbol, {})[order.venue_order_id] = order
+        if acct.changes is not None:
+            acct.changes.dirty = True
+            acct.changes.touched[order.venue_order_id] = order
+        report = self._report(order, OrderStatus.ACCEPTED, ts)
+        return EngineResult([AccountReport(account, report)], [])
+
+    def _trigger(self, order: SimOrder, out: EngineResult, ts: int) -> None:
+        """A waiting stop's trigger was reached: it becomes a market or limit order now."""
+        acct = self._accounts[order.account]
+        inst = self._instruments[order.symbol]
+        del self._stops[order.symbol][order.venue_order_id]
+        if order.locked:  # what it reserved while waiting; it reserves afresh below
+            asset = inst.quote if order.side is Side.BUY else inst.base
+            acct.locked[asset] -= order.locked
+            acct.free[asset] += order.locked
+            order.locked = _ZERO
+        order.type = order.type.triggered
+        order.updated = ts
+        if acct.changes is not None:
+            acct.changes.dirty = True
+            acct.changes.touched[order.venue_order_id] = order
+        side, limit, qty = order.side, order.price, order.qty
+        market = limit is None
+        book = self._books[order.symbol]
+        opposite = book.side(side.opposite)
+        best = opposite.best()
+
+        def expire(reason: str) -> None:
+            self._close(acct, order, inst, S_EXPIRED, ts)
+            report = self._report(order, S_EXPIRED, ts)
+            out.reports.append(AccountReport(order.account, replace(report, reason=reason)))
+
+        if market and best is None:
+            return expire("stop triggered with no liquidity on the other side")
+        if order.tif is TimeInForce.FOK and self._available(opposite, side, limit, qty) < qty:
+            return expire("stop triggered; FOK could not fill in full")
+        lock_asset = inst.quote if side is Side.BUY else inst.base
+        if acct.unlimited:
+            need = _ZERO
+        elif side is Side.SELL:
+            need = qty
+        else:
+            need = qty * limit if limit is not None else self._market_cost(opposite, qty)
+        if need and acct.free.get(lock_asset, _ZERO) < need:
+            free = acct.free.get(lock_asset, _ZERO)
+            return expire(f"stop triggered: needs {need} {lock_asset}, {free} free")
+        if need:
+            self._lock(acct, lock_asset, need)
+            order.locked = need
+        self._match(order, inst, opposite, out, ts)
+        if order.filled == order.qty:
+            self._close(acct, order, inst, S_FILLED, ts)
+        elif not market and order.tif is TimeInForce.GTC:
+            book.side(side).add(order)  # a triggered stop-limit rests as a limit order
+        else:
+            expire("")
+
     # -- internals ----------------------------------------------------------------------------
 
     def _account(self, account: str) -> _Account:
@@ -549,13 +742,14 @@ class MatchingEngine:
             client_order_id=o.client_order_id,
             venue_order_id=o.venue_order_id,
             side=o.side,
-            type=o.type,
+            type=o.type if o.stop_price is None else _reported_type(o),
             qty=o.qty,
             price=o.price,
             status=status,
             filled_qty=o.filled,
             avg_price=o.cost / o.filled if o.filled else None,
             ts_event=ts,
+            stop_price=o.stop_price,
         )
 
     def _keep_closed(self, closed: OrderedDict[str, VenueOrder], order: VenueOrder) -> None:
@@ -579,7 +773,10 @@ class MatchingEngine:
             changes.closed.append(view)
 
     def _cancel(self, acct: _Account, account: str, order: SimOrder, ts: int) -> AccountReport:
-        self._books[order.symbol].side(order.side).remove(order)
+        if order.live:
+            self._books[order.symbol].side(order.side).remove(order)
+        else:  # a stop still waiting for its trigger
+            self._stops[order.symbol].pop(order.venue_order_id, None)
         self._close(acct, order, self._instruments[order.symbol], OrderStatus.CANCELED, ts)
         return AccountReport(account, self._report(order, OrderStatus.CANCELED, ts))
 
@@ -755,7 +952,10 @@ class MatchingEngine:
         for name, acct in self._accounts.items():
             expected: dict[str, Decimal] = {}
             for o in acct.open.values():
-                if not o.live:
+                waiting = o.type is OrderType.STOP or o.type is OrderType.STOP_LIMIT
+                if waiting and self._stops.get(o.symbol, {}).get(o.venue_order_id) is not o:
+                    raise AssertionError(f"{name}: stop {o.client_order_id} is not waiting")
+                if not o.live and not waiting:
                     raise AssertionError(f"{name}: open order {o.client_order_id} is not resting")
                 inst = self._instruments[o.symbol]
                 asset = inst.quote if o.side is Side.BUY else inst.base
@@ -774,8 +974,21 @@ class MatchingEngine:
 
 
 def _resting(o: SimOrder) -> RestingOrder:
-    assert o.price is not None
+    assert o.price is not None or o.stop_price is not None
     return RestingOrder(
         o.client_order_id, o.venue_order_id, o.symbol, o.side, o.type, o.qty, o.price, o.tif,
-        o.post_only, o.ts, o.filled, o.locked, o.cost, o.updated,
+        o.post_only, o.ts, o.filled, o.locked, o.cost, o.updated, o.stop_price,
     )  # fmt: skip
+
+
+def _reported_type(o: SimOrder) -> OrderType:
+    """The type the owner sent: a triggered stop is still a stop (or stop-limit) to them."""
+    if o.stop_price is None:
+        return o.type
+    return OrderType.STOP_LIMIT if o.type.has_limit else OrderType.STOP
+
+
+def _stop_reached(side: Side, stop: Decimal, price: Decimal) -> bool:
+    """Does a last price of ``price`` trigger a ``side`` stop at ``stop``? A buy stop triggers
+    at or above its stop price, a sell stop at or below: reaching it is enough."""
+    return price >= stop if side is Side.BUY else price <= stop

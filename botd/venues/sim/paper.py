@@ -43,6 +43,7 @@ from botd.model import (
     MarketEvent,
     Order,
     OrderStatus,
+    OrderType,
     VenueOrder,
 )
 from botd.venues.base import RateLimit, SubmitAck, VenueCapabilities
@@ -57,6 +58,7 @@ _ACCOUNT = "user"
 # The paper venue enforces nothing itself, but declares Binance spot's limits so that
 # strategies meet the same budget on paper as they will live (and the limiter is exercised).
 PAPER_CAPABILITIES = VenueCapabilities(
+    order_types=frozenset(OrderType),  # stops wait off the book for the last trade price
     rate_limits=(
         RateLimit("REQUEST_WEIGHT", 6000, 60.0, scope="ip", kind="fixed"),
         RateLimit("ORDERS_10S", 50, 10.0, scope="account", kind="fixed"),
@@ -169,7 +171,7 @@ class PaperVenue:
         # Warm the book so the first strategy quote already has a market behind it.
         ts = self._clock.time_ns()
         for spec in self._specs:
-            self._commit(self._market.step(spec.symbol, ts)[0])
+            self._commit(self._engine.trigger_stops(self._market.step(spec.symbol, ts)[0], ts))
 
     async def close(self) -> None:
         if self._store is None or not self._loaded:
@@ -196,7 +198,7 @@ class PaperVenue:
             ts = self._clock.time_ns()
             for symbol in wanted:
                 result, quote = self._market.step(symbol, ts)
-                self._commit(result)
+                self._commit(self._engine.trigger_stops(result, ts))
                 for trade in result.trades:
                     yield trade
                 if quote is not None:
@@ -221,7 +223,9 @@ class PaperVenue:
             tif=order.tif,
             post_only=order.post_only,
             ts=ts,
+            stop_price=order.stop_price,
         )
+        self._engine.trigger_stops(result, ts)  # our own trades may reach waiting stops
         mine = [r.report for r in result.reports if r.account == _ACCOUNT]
         first = mine[0] if mine else None
         if first is not None and first.status is OrderStatus.REJECTED:

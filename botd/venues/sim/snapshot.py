@@ -335,7 +335,7 @@ def _encode_resting(o: RestingOrder) -> dict[str, Any]:
         "side": o.side.value,
         "type": o.type.value,
         "qty": str(o.qty),
-        "price": str(o.price),
+        "price": None if o.price is None else str(o.price),
         "tif": o.tif.value,
         "post_only": o.post_only,
         "ts": o.ts,
@@ -343,6 +343,8 @@ def _encode_resting(o: RestingOrder) -> dict[str, Any]:
         "locked": str(o.locked),
         "cost": str(o.cost),
         "updated": o.updated,
+        # Stop orders only (absent in files written before stops existed).
+        "stop": None if o.stop_price is None else str(o.stop_price),
     }
 
 
@@ -354,7 +356,7 @@ def _decode_resting(x: dict[str, Any]) -> RestingOrder:
         side=Side(x["side"]),
         type=OrderType(x["type"]),
         qty=_dec(x["qty"]),
-        price=_dec(x["price"]),
+        price=_opt_dec(x["price"]),
         tif=TimeInForce(x["tif"]),
         post_only=bool(x["post_only"]),
         ts=int(x["ts"]),
@@ -362,6 +364,7 @@ def _decode_resting(x: dict[str, Any]) -> RestingOrder:
         locked=_dec(x["locked"]),
         cost=_dec(x["cost"]),
         updated=int(x["updated"]),
+        stop_price=_opt_dec(x.get("stop")),
     )
 
 
@@ -379,6 +382,7 @@ def _encode_venue_order(o: VenueOrder) -> dict[str, Any]:
         "filled": str(o.filled_qty),
         "avg_price": None if o.avg_price is None else str(o.avg_price),
         "ts": o.ts_event,
+        "stop": None if o.stop_price is None else str(o.stop_price),
     }
 
 
@@ -396,6 +400,7 @@ def _decode_venue_order(x: dict[str, Any]) -> VenueOrder:
         filled_qty=_dec(x["filled"]),
         avg_price=_opt_dec(x["avg_price"]),
         ts_event=int(x["ts"]),
+        stop_price=_opt_dec(x.get("stop")),
     )
 
 

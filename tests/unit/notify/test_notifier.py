@@ -152,22 +152,23 @@ async def test_messages_read_well_on_a_phone() -> None:
     bus.publish(Alert("banned", "binance", "venue banned us: 418", T0))
     await run_until_drained(notifier)
     titles = [n.title for n in mem.sent]
+    # Urgent notices go before the routine ones queued ahead of them (fills, rejections).
     assert titles == [
-        "BUY 0.01 BTCUSDT @ 64,210.50 filled — strategy dip_buyer (binance)",
-        "Order rejected: SELL 0.5 ETHUSDT @ 3,000.00 — strategy grid (paper)",
         "Strategy sma_cross halted",
         "Venue binance DOWN",
         "Venue binance back up",
         "KILL SWITCH ENGAGED",
         "Kill switch released",
         "Alert: banned (binance)",
+        "BUY 0.01 BTCUSDT @ 64,210.50 filled — strategy dip_buyer (binance)",
+        "Order rejected: SELL 0.5 ETHUSDT @ 3,000.00 — strategy grid (paper)",
     ]
-    assert mem.sent[0].body == "fee 0.0642105 USDT · taker · order bd1-1"
-    assert mem.sent[1].body == "INSUFFICIENT_BALANCE: not enough ETH"
-    assert mem.sent[3].body == "No market data for 1 min 15 s: connection refused"
-    assert mem.sent[4].body == "Market data flowing again after 3 min 20 s."
-    assert "botd resume" in mem.sent[5].body
-    assert mem.sent[0].data["price"] == "64210.5"
+    assert mem.sent[6].body == "fee 0.0642105 USDT · taker · order bd1-1"
+    assert mem.sent[7].body == "INSUFFICIENT_BALANCE: not enough ETH"
+    assert mem.sent[1].body == "No market data for 1 min 15 s: connection refused"
+    assert mem.sent[2].body == "Market data flowing again after 3 min 20 s."
+    assert "botd resume" in mem.sent[3].body
+    assert mem.sent[6].data["price"] == "64210.5"
     assert len({n.id for n in mem.sent}) == len(mem.sent)
     assert mem.closed
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import socket
 from collections.abc import AsyncIterator
@@ -425,3 +426,22 @@ async def test_market_data_yields_changed_quotes_on_the_clock(
     assert all(q.bid_size > 0 and q.ask_size > 0 for q in got)
     tops = [(q.bid, q.ask, q.bid_size, q.ask_size) for q in got]
     assert all(a != b for a, b in itertools.pairwise(tops))  # changes only
+
+
+@pytest.mark.parametrize("kind", [OrderType.STOP, OrderType.STOP_LIMIT])
+async def test_stop_orders_are_refused_never_sent_as_something_else(
+    env: Env, venue: BinanceAdapter, kind: OrderType
+) -> None:
+    # The gateway refuses undeclared types first; the adapter must not rely on it.
+    assert kind not in BINANCE_CAPABILITIES.order_types
+    q = await best(venue)
+    order = dataclasses.replace(
+        env.order(Side.BUY, D("0.01"), price=q.ask + D("1")),
+        type=kind,
+        stop_price=q.ask + D("5"),
+        price=q.ask + D("6") if kind is OrderType.STOP_LIMIT else None,
+    )
+    with pytest.raises(OrderRejected) as err:
+        await venue.submit(order)
+    assert err.value.code == "UNSUPPORTED"
+    assert await venue.query_order("BTCUSDT", order.client_order_id) is None
