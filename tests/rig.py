@@ -146,15 +146,25 @@ class Rig:
     async def settle(self, rounds: int = 30) -> None:
         """Let every ready task run until the loop is quiet, including the journal's writes
         (real I/O on a worker thread: those take real time, however the clock is faked)."""
+        quiet = 0
         for _ in range(50):
             for _ in range(rounds):
                 await asyncio.sleep(0)
             if hasattr(self, "journal") and self.journal.healthy:
                 with contextlib.suppress(JournalError):  # a failing journal is a test subject
                     await self.journal.flush()
-            if not self.gateway.busy_sending and not self.paper.pending_reports:
+            busy = self.gateway.busy_sending or self.paper.pending_reports
+            if hasattr(self, "journal") and self.journal.healthy:
+                busy = busy or self.journal.backlog > 0
+            # Quiet twice in a row: a report the gateway took before the first check may
+            # still be waiting on the journal write it started, and resumes only after it.
+            if busy:
+                quiet = 0
+                await asyncio.sleep(0.001)
+                continue
+            quiet += 1
+            if quiet >= 2:
                 break
-            await asyncio.sleep(0.001)
 
     async def advance(self, seconds: float, step: float = 0.05) -> None:
         elapsed = 0.0
