@@ -12,7 +12,6 @@ import argparse
 import asyncio
 import contextlib
 import random
-import signal
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,7 @@ from botd.feeds.runner import FeedRunner
 from botd.model import Bar, BookDelta, BookSnapshot, MarketEvent, Quote, Trade
 from botd.recording import RecordingWriter
 from botd.settings import Settings
+from botd.stopsignal import until_stop_signal
 from botd.venues.base import VenueAdapter
 
 __all__ = ["RecordResult", "add_record_parser", "build_record_venue", "record"]
@@ -181,9 +181,12 @@ async def run_record(
         raise ConfigError(f"--out: {args.out} exists; botd never overwrites a recording")
     adapter, chosen = build_record_venue(settings, args.venue, symbols, clock)
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+
+    async def on_signal() -> None:
+        await until_stop_signal()
+        stop.set()
+
+    watcher = asyncio.create_task(on_signal())
     try:
         result = await record(
             adapter,
@@ -195,8 +198,9 @@ async def run_record(
             flush_every=args.flush_every,
         )
     finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
     print(
         f"recorded {result.events} events from {adapter.name} "
         f"({', '.join(chosen)}) to {result.path}; {result.reconnects} reconnects",

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import secrets
-import signal
 import sys
 from decimal import Decimal
 from pathlib import Path
@@ -13,6 +12,7 @@ from typing import TextIO
 
 from botd.clock import LiveClock
 from botd.simcli_alpaca import add_alpaca_parser, run_alpaca
+from botd.stopsignal import until_stop_signal
 from botd.venues.sim.binance import ApiKey, BinanceSimulator
 from botd.venues.sim.binance.faults import FaultSpecError, WireFaultPlan
 
@@ -105,12 +105,8 @@ async def _serve(
     )
     port = await sim.start(port=args.port)
     print(f"Binance spot simulator on http://127.0.0.1:{port}/api/v3 (Ctrl-C stops)", file=stdout)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     try:
-        await stop.wait()
+        await until_stop_signal()
     finally:
         await sim.stop()
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import secrets
-import signal
 from typing import TextIO
 
 from botd.clock import LiveClock
+from botd.stopsignal import until_stop_signal
 from botd.venues.sim.alpaca import AlpacaSimulator
 from botd.venues.sim.alpaca.hours import AlwaysOpenHours
 
@@ -67,12 +67,8 @@ async def _serve(args: argparse.Namespace, stdout: TextIO) -> None:
         file=stdout,
         flush=True,
     )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     try:
-        await stop.wait()
+        await until_stop_signal()
     finally:
         await sim.stop()
 
