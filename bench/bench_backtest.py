@@ -8,11 +8,14 @@ Prints one JSON line per case:
 
 ``events_per_s`` is the replay alone (events already in memory; ``events_per_cpu_s`` the same
 per CPU second, steadier on a shared machine), ``end_to_end_per_s`` includes reading and
-parsing the CSV file. ``BOTD_BENCH_EVENTS`` scales both cases down.
+parsing the CSV file. ``--events N`` (or ``BOTD_BENCH_EVENTS``) scales both cases down;
+``--per-order`` also replays each case with a strategy that never orders and adds
+``no_orders_events_per_cpu_s`` and ``us_per_order`` (the CPU time the orders added, per order).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import os
@@ -145,7 +148,14 @@ def write_klines_csv(path: Path, events: list[Bar]) -> None:
             )
 
 
-def case(name: str, source: str, events: list[Quote] | list[Bar], csv_path: Path) -> None:
+def case(
+    name: str,
+    source: str,
+    events: list[Quote] | list[Bar],
+    csv_path: Path,
+    *,
+    per_order: bool = False,
+) -> None:
     folder = csv_path.parent
     strategy = folder / f"{name}.py"
     strategy.write_text(source)
@@ -153,35 +163,48 @@ def case(name: str, source: str, events: list[Quote] | list[Bar], csv_path: Path
     t0 = time.perf_counter()
     e2e = run(strategy, csv_path, cash=Decimal(1_000_000), fees=Decimal("0.001"))
     e2e_s = time.perf_counter() - t0
-    print(
-        json.dumps(
-            {
-                "bench": "backtest",
-                "case": name,
-                "events": result.events,
-                "orders": len(result.orders),
-                "fills": len(result.fills),
-                "replay_s": round(result.elapsed_s, 3),
-                "events_per_s": round(result.events / result.elapsed_s),
-                "replay_cpu_s": round(result.cpu_s, 3),
-                "events_per_cpu_s": round(result.events / result.cpu_s),
-                "end_to_end_s": round(e2e_s, 3),
-                "end_to_end_per_s": round(e2e.events / e2e_s),
-            }
+    line: dict[str, object] = {
+        "bench": "backtest",
+        "case": name,
+        "events": result.events,
+        "orders": len(result.orders),
+        "fills": len(result.fills),
+        "replay_s": round(result.elapsed_s, 3),
+        "events_per_s": round(result.events / result.elapsed_s),
+        "replay_cpu_s": round(result.cpu_s, 3),
+        "events_per_cpu_s": round(result.events / result.cpu_s),
+        "end_to_end_s": round(e2e_s, 3),
+        "end_to_end_per_s": round(e2e.events / e2e_s),
+    }
+    if per_order:
+        # The same strategy, deciding the same way, but never ordering.
+        quiet = folder / f"{name}_no_orders.py"
+        quiet.write_text(
+            source.replace("self.buy(self.size)", "pass").replace("self.close_position()", "pass")
         )
-    )
+        idle = run_events(quiet, events, cash=Decimal(1_000_000), fees=Decimal("0.001"))
+        line["no_orders_events_per_cpu_s"] = round(idle.events / idle.cpu_s)
+        if result.orders:
+            line["us_per_order"] = round((result.cpu_s - idle.cpu_s) / len(result.orders) * 1e6, 1)
+    print(json.dumps(line))
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=N, help=f"events per case (default {N})")
+    parser.add_argument(
+        "--per-order", action="store_true", help="also measure the CPU time per order"
+    )
+    args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="botd-bench-") as tmp:
         folder = Path(tmp)
-        q = quotes(N)
+        q = quotes(args.events)
         write_quotes_csv(folder / "BTCUSDT-quotes.csv", q)
-        case("quotes_ema", EMA_STRATEGY, q, folder / "BTCUSDT-quotes.csv")
+        case("quotes_ema", EMA_STRATEGY, q, folder / "BTCUSDT-quotes.csv", per_order=args.per_order)
         del q
-        b = bars(N)
+        b = bars(args.events)
         write_klines_csv(folder / "BTCUSDT-1m.csv", b)
-        case("bars_sma", SMA_STRATEGY, b, folder / "BTCUSDT-1m.csv")
+        case("bars_sma", SMA_STRATEGY, b, folder / "BTCUSDT-1m.csv", per_order=args.per_order)
 
 
 if __name__ == "__main__":
