@@ -203,7 +203,11 @@ class Daemon:
             ),
         )
         self.reconciler = Reconciler(self.gateway, journal, self.clock)
-        self.bars = BarAggregator(self.bus, self.clock)
+        # No trade-built bars for the timeframes a venue delivers (e.g. Binance klines).
+        delivered = {n: v.capabilities.bar_timeframes for n, v in self.venues.items()}
+        self.bars = BarAggregator(
+            self.bus, self.clock, venue_bars=lambda v: delivered.get(v, frozenset())
+        )
         self.scheduler = Scheduler(self.clock)
         rt = s.runtime
         # Market hours per venue and symbol (market_open, on_session_open/close).

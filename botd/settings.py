@@ -233,6 +233,13 @@ def is_loopback_host(host: str) -> bool:
         return False  # a host name: it may resolve to anything
 
 
+# Binance's kline intervals (WIRE_FACTS §1.5), for VenueSettings.bar_intervals.
+KlineInterval = Literal[
+    "1s", "1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h",
+    "1d", "3d", "1w", "1M",
+]  # fmt: skip
+
+
 class VenueSettings(BaseModel):
     model_config = _MODEL_CONFIG
 
@@ -257,6 +264,9 @@ class VenueSettings(BaseModel):
     max_connection_age: float = Field(default=84_600.0, ge=60, lt=86_400)
     # Seconds between re-reads of the symbols' trading rules (exchangeInfo).
     instruments_refresh: float = Field(default=3600.0, ge=10, le=86_400)
+    # Binance: bar timeframes taken from the venue's klines (closed bars only) instead of
+    # being built from trades, e.g. ["1m"]; Binance's kline intervals.
+    bar_intervals: list[KlineInterval] = Field(default_factory=list)
 
 
 class HealthSettings(BaseModel):

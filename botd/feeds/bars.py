@@ -4,11 +4,16 @@ A bar covers ``[start, start + timeframe)`` of venue time (``ts_event``). It clo
 first trade of a later interval arrives or, for a quiet market, when the local clock passes the
 interval's end plus a small grace period — whichever comes first. An interval without trades
 produces no bar. Trades older than the open bar (late prints) are counted and dropped.
+
+Timeframes a venue delivers itself (``VenueCapabilities.bar_timeframes``, e.g. Binance klines)
+are not built here: ``venue_bars`` names them per venue, and :meth:`BarAggregator.ensure`
+only counts their users, so each bar reaches the bus once, from the venue.
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -98,9 +103,11 @@ class BarAggregator:
         *,
         grace_s: float = 0.25,
         log: structlog.typing.FilteringBoundLogger | None = None,
+        venue_bars: Callable[[str], Collection[str]] | None = None,
     ) -> None:
         self._bus = bus
         self._clock = clock
+        self._venue_bars = venue_bars
         self._grace_ns = int(grace_s * NS_PER_SECOND)
         self._log = log or structlog.get_logger("botd.bars")
         self._builders: dict[tuple[str, str], dict[str, _Builder]] = {}
@@ -108,9 +115,13 @@ class BarAggregator:
         self._subs: dict[tuple[str, str], Subscription] = {}
 
     def ensure(self, venue: str, symbol: str, timeframe: str) -> None:
-        """Start building ``timeframe`` bars for one instrument (reference-counted)."""
-        timeframe_ns(timeframe)  # validate before registering anything
+        """Start building ``timeframe`` bars for one instrument (reference-counted); nothing
+        to build when the venue delivers that timeframe itself."""
         key = (venue, symbol, timeframe)
+        if self._venue_bars is not None and timeframe in self._venue_bars(venue):
+            self._users[key] += 1  # for release(); the venue's bars come through the bus
+            return
+        timeframe_ns(timeframe)  # validate before registering anything
         self._users[key] += 1
         builders = self._builders.setdefault((venue, symbol), {})
         if timeframe not in builders:

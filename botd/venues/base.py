@@ -46,6 +46,9 @@ class VenueCapabilities:
     # endpoints are order.submit, order.cancel, order.cancel_all, order.query,
     # order.open_orders, account.fills and account.balances.
     endpoint_costs: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
+    # Timeframes whose bars the venue itself delivers through market_data (e.g. Binance
+    # klines, "1m"); the bar aggregator builds no bars from trades for these.
+    bar_timeframes: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)

@@ -68,6 +68,7 @@ def _binance(
         ws_api_url=cfg.ws_api_url or (None if cfg.base_url else urls.ws_api),
         max_connection_age_s=cfg.max_connection_age,
         instruments_refresh_s=cfg.instruments_refresh,
+        bar_intervals=cfg.bar_intervals,
     )
 
 
@@ -98,6 +99,11 @@ def _alpaca(
             raise ConfigError(f"venues.{name}.{field}: Alpaca keys have no {field}")
     if not cfg.symbols:
         raise ConfigError(f'venues.{name}.symbols: list the symbols to trade, e.g. ["AAPL"]')
+    if cfg.bar_intervals:
+        raise ConfigError(
+            f"venues.{name}.bar_intervals: venue bars are not supported for Alpaca yet; "
+            "bars are built from trades"
+        )
     return AlpacaAdapter(
         name=name,
         base_url=cfg.base_url or (ALPACA_PAPER if cfg.testnet else ALPACA_LIVE),

@@ -15,7 +15,9 @@ When the user-data connection had to be replaced without overlap (events may be 
 held report expired, :meth:`executions` raises :class:`TransientVenueError` once: the gateway
 then reconciles (queries every open order and its fills) and iterates again; no queued report
 is lost. :meth:`market_data` reads the combined websocket market stream
-(:mod:`botd.venues.binance.stream`), handing over to a new connection before the 24 h cut.
+(:mod:`botd.venues.binance.stream`), handing over to a new connection before the 24 h cut;
+with ``bar_intervals`` it also carries the venue's closed klines as :class:`Bar` (declared in
+``capabilities.bar_timeframes``), each bar once across reconnects.
 ``outboundAccountPosition`` events keep a balance cache that :meth:`balances` serves when it
 is known to be current. exchangeInfo is re-read every ``instruments_refresh_s``.
 """
@@ -23,6 +25,7 @@ is known to be current. exchangeInfo is re-read every ``instruments_refresh_s``.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from decimal import Decimal
@@ -50,6 +53,7 @@ from botd.venues.binance.auth import Signer
 from botd.venues.binance.constants import (
     BINANCE_CAPABILITIES,
     DEFAULT_MAX_CONNECTION_AGE_S,
+    KLINE_INTERVALS,
     is_unknown_order,
     ws_api_url_from_rest,
 )
@@ -136,6 +140,7 @@ class BinanceAdapter:
         on_usage: UsageCallback | None = None,
         ws_url: str | None = None,
         book_depth: bool = False,
+        bar_intervals: Sequence[str] = (),
         stale_after_s: float = 10.0,
         trade_over: Literal["ws", "rest"] = "ws",
         ws_api_url: str | None = None,
@@ -162,6 +167,21 @@ class BinanceAdapter:
         self._session = session
         self._ws_url = ws_url or ws_base_from_rest(base_url)
         self._book_depth = book_depth
+        bad = [i for i in bar_intervals if i not in KLINE_INTERVALS]
+        if bad:
+            raise ConfigError(
+                f"bar_intervals: {', '.join(map(repr, bad))} not a Binance kline interval "
+                f"({', '.join(KLINE_INTERVALS)})"
+            )
+        self._bar_intervals = tuple(dict.fromkeys(bar_intervals))
+        self._capabilities = (
+            dataclasses.replace(BINANCE_CAPABILITIES, bar_timeframes=frozenset(bar_intervals))
+            if bar_intervals
+            else BINANCE_CAPABILITIES
+        )
+        # (symbol, interval) -> start of the last bar published, kept across market_data calls
+        # so that a reconnect never repeats a closed kline.
+        self._bar_marks: dict[tuple[str, str], int] = {}
         self._stale_after_s = stale_after_s
         if trade_over not in ("ws", "rest"):
             raise ConfigError(f"trade_over must be 'ws' or 'rest', not {trade_over!r}")
@@ -217,7 +237,7 @@ class BinanceAdapter:
 
     @property
     def capabilities(self) -> VenueCapabilities:
-        return BINANCE_CAPABILITIES
+        return self._capabilities
 
     @property
     def http(self) -> BinanceHttp:
@@ -332,7 +352,8 @@ class BinanceAdapter:
     async def market_data(self, symbols: Sequence[str]) -> AsyncIterator[MarketEvent]:
         """Quotes (on change) and trades from the combined websocket stream at ``ws_url``
         (default: the REST base with http->ws), plus a local order book (snapshot, then
-        deltas) when ``book_depth`` is on. A connection is replaced before
+        deltas) when ``book_depth`` is on, and a :class:`Bar` per closed kline of each of
+        ``bar_intervals`` (once, even across reconnects). A connection is replaced before
         ``max_connection_age_s`` or on ``serverShutdown`` by opening the next one first; a
         loss or staleness raises ``TransientVenueError`` and the caller reconnects."""
         wanted = [s for s in dict.fromkeys(symbols) if s in self._instruments]
@@ -346,6 +367,8 @@ class BinanceAdapter:
             symbols=wanted,
             session=self._session,
             depth=self._book_depth,
+            bar_intervals=self._bar_intervals,
+            bar_marks=self._bar_marks,
             stale_after_s=self._stale_after_s,
             max_connection_age_s=self._max_age_s,
             limiter=self._connect_limiter,

@@ -30,6 +30,7 @@ __all__ = [
     "CONNECT_ATTEMPTS",
     "CONNECT_WINDOW_S",
     "DEFAULT_MAX_CONNECTION_AGE_S",
+    "KLINE_INTERVALS",
     "LIVE",
     "ORDERS_1D",
     "ORDERS_10S",
@@ -83,6 +84,11 @@ CONNECTION_LIFETIME_S = 86_400.0
 DEFAULT_MAX_CONNECTION_AGE_S = 84_600.0  # 23.5 h
 CONNECT_ATTEMPTS = 300
 CONNECT_WINDOW_S = 300.0
+# The kline (candlestick) intervals of ``<symbol>@kline_<interval>`` and GET /api/v3/klines.
+KLINE_INTERVALS: tuple[str, ...] = (
+    "1s", "1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h",
+    "1d", "3d", "1w", "1M",
+)  # fmt: skip
 
 
 def ws_api_url_from_rest(base_url: str) -> str:

@@ -6,7 +6,10 @@ connection at a time, except around a handover: when the current connection reac
 ``serverShutdown``, the next connection is opened while the current one keeps delivering. The
 first event on the new connection makes it current and the old one is closed. Across the
 overlap, trades are deduplicated by trade id; books restart from the new connection's own
-local book (a :class:`BookSnapshot` per synced symbol at the switch, then its deltas).
+local book (a :class:`BookSnapshot` per synced symbol at the switch, then its deltas). Closed
+klines (:class:`Bar`) go out once per (symbol, interval, start): a bar not later than the last
+one passed for its symbol and interval is dropped, here and, through a shared ``bar_marks``, on
+the next stream after a reconnect.
 
 A current connection that fails ends :meth:`HandoverMarketStream.events` with its error, as a
 single connection does: the feed runner reconnects with backoff.
@@ -26,7 +29,7 @@ import aiohttp
 
 from botd.clock import NS_PER_SECOND, Clock
 from botd.errors import TransientVenueError
-from botd.model import MarketEvent, Trade
+from botd.model import Bar, MarketEvent, Trade
 from botd.venues.binance.constants import DEFAULT_MAX_CONNECTION_AGE_S
 from botd.venues.binance.http import BinanceHttp
 from botd.venues.binance.stream import BinanceMarketStream
@@ -70,6 +73,8 @@ class HandoverMarketStream:
         symbols: Sequence[str],
         session: aiohttp.ClientSession | None = None,
         depth: bool = False,
+        bar_intervals: Sequence[str] = (),
+        bar_marks: dict[tuple[str, str], int] | None = None,
         stale_after_s: float = 10.0,
         max_connection_age_s: float = DEFAULT_MAX_CONNECTION_AGE_S,
         limiter: ConnectLimiter | None = None,
@@ -81,6 +86,11 @@ class HandoverMarketStream:
         self._symbols = tuple(symbols)
         self._session = session
         self._depth = depth
+        self._bar_intervals = tuple(bar_intervals)
+        # (symbol, interval) -> start of the last bar passed on; the owner may share it
+        # across streams so a reconnect does not repeat a bar.
+        self._bar_marks = bar_marks if bar_marks is not None else {}
+        self.duplicate_bars = 0
         self._stale_after_s = stale_after_s
         self._max_age_ns = int(max_connection_age_s * NS_PER_SECOND)
         self._limiter = limiter or ConnectLimiter(clock)
@@ -122,6 +132,7 @@ class HandoverMarketStream:
             symbols=self._symbols,
             session=self._session,
             depth=self._depth,
+            bar_intervals=self._bar_intervals,
             stale_after_s=self._stale_after_s,
             on_shutdown=shutdown,
             before_connect=self._limiter.acquire,
@@ -220,6 +231,12 @@ class HandoverMarketStream:
                     seen[key] = None
                     if len(seen) > _SEEN_TRADES:
                         seen.popitem(last=False)
+                elif isinstance(item, Bar):
+                    mark = (item.symbol, item.timeframe)
+                    if item.start <= self._bar_marks.get(mark, -1):
+                        self.duplicate_bars += 1
+                        continue
+                    self._bar_marks[mark] = item.start
                 yield item
         finally:
             if timer is not None:

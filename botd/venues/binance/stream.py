@@ -4,7 +4,9 @@
 message into domain events: ``<s>@bookTicker`` -> :class:`Quote` (only when the top changed, and
 never with an empty side), ``<s>@trade`` -> :class:`Trade`, and, when ``depth`` is on,
 ``<s>@depth@100ms`` diffs -> a :class:`LocalBook` per symbol kept with the documented
-snapshot + diff procedure: a :class:`BookSnapshot` after every (re)sync, then :class:`BookDelta`.
+snapshot + diff procedure: a :class:`BookSnapshot` after every (re)sync, then :class:`BookDelta`;
+for each of ``bar_intervals``, ``<s>@kline_<interval>`` -> a :class:`Bar` when the kline closes
+(``x: true``; updates of the open kline are ignored).
 
 One call of :meth:`BinanceMarketStream.events` is one connection. It ends only by raising:
 a lost or closed connection, a server shutdown notice, or no message for ``stale_after_s`` of
@@ -36,6 +38,7 @@ from botd.venues.binance.schemas import (
     BookTickerEvent,
     DepthSnapshot,
     DepthUpdateEvent,
+    KlineEvent,
     ServerShutdown,
     TradeEvent,
     WireError,
@@ -208,6 +211,7 @@ class BinanceMarketStream:
         trades: bool = True,
         depth: bool = False,
         depth_limit: int = 1000,
+        bar_intervals: Sequence[str] = (),
         stale_after_s: float = 10.0,
         close_timeout_s: float = 5.0,
         on_shutdown: Callable[[], None] | None = None,
@@ -223,6 +227,7 @@ class BinanceMarketStream:
         self._trades = trades
         self._depth = depth
         self._depth_limit = depth_limit
+        self._bar_intervals = tuple(dict.fromkeys(bar_intervals))
         self._stale_after_ns = int(stale_after_s * NS_PER_SECOND)
         self._close_timeout_s = close_timeout_s
         self.malformed = 0
@@ -254,6 +259,7 @@ class BinanceMarketStream:
                 names.append(f"{low}@trade")
             if self._depth:
                 names.append(f"{low}@depth@100ms")
+            names.extend(f"{low}@kline_{i}" for i in self._bar_intervals)
         return names
 
     def url(self) -> str:
@@ -357,6 +363,10 @@ class BinanceMarketStream:
                 if book is None:
                     return []
                 return await self._on_diff(book, event, ts_recv)
+            if isinstance(event, KlineEvent):
+                if not event.kline.closed or event.symbol not in self.books:
+                    return []
+                return [event.to_bar(self._venue, ts_recv)]
             if isinstance(event, ServerShutdown):
                 if self._on_shutdown is None:
                     raise TransientVenueError("Binance market stream: server shutting down")
