@@ -267,6 +267,9 @@ class VenueSettings(BaseModel):
     # Binance: bar timeframes taken from the venue's klines (closed bars only) instead of
     # being built from trades, e.g. ["1m"]; Binance's kline intervals.
     bar_intervals: list[KlineInterval] = Field(default_factory=list)
+    # Binance: keep a local order book per symbol (REST snapshot + depth diffs) and publish
+    # BookSnapshot/BookDelta events; off by default (quotes and trades need no book).
+    book_depth: bool = False
 
 
 class HealthSettings(BaseModel):

@@ -69,6 +69,7 @@ def _binance(
         max_connection_age_s=cfg.max_connection_age,
         instruments_refresh_s=cfg.instruments_refresh,
         bar_intervals=cfg.bar_intervals,
+        book_depth=cfg.book_depth,
     )
 
 
@@ -104,6 +105,8 @@ def _alpaca(
             f"venues.{name}.bar_intervals: venue bars are not supported for Alpaca yet; "
             "bars are built from trades"
         )
+    if cfg.book_depth:
+        raise ConfigError(f"venues.{name}.book_depth: order books are not supported for Alpaca yet")
     return AlpacaAdapter(
         name=name,
         base_url=cfg.base_url or (ALPACA_PAPER if cfg.testnet else ALPACA_LIVE),

@@ -58,3 +58,16 @@ def test_both_or_neither_secret_is_refused(tmp_path: Path) -> None:
         )
     with pytest.raises(ConfigError, match="private_key_file"):
         build_venue("binance", _cfg(), clock)
+
+
+def test_book_depth_reaches_the_adapter_and_alpaca_refuses_it() -> None:
+    clock = FakeClock()
+    on = build_venue("binance", _cfg(api_secret=SecretStr("s"), book_depth=True), clock)
+    off = build_venue("binance", _cfg(api_secret=SecretStr("s")), clock)
+    assert on._book_depth is True and off._book_depth is False  # type: ignore[attr-defined]
+    alpaca = VenueSettings(
+        kind="alpaca", api_key=SecretStr("k"), api_secret=SecretStr("s"), symbols=["AAPL"],
+        book_depth=True,
+    )  # fmt: skip
+    with pytest.raises(ConfigError, match=r"venues\.a\.book_depth"):
+        build_venue("a", alpaca, clock)
