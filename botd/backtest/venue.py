@@ -375,8 +375,7 @@ class BacktestVenue:
 
     def _extremes(self, symbol: str, open_: Decimal, high: Decimal, low: Decimal) -> list[Decimal]:
         base = self._instruments[symbol].base
-        free = self.engine.balances(USER).get(base)
-        held = free.total if free is not None else _ZERO
+        held = self.engine.total_balance(USER, base)
         # Conservative: assume the market first went against what the account holds. With
         # nothing held, the nearer extreme comes first (the usual open-high-low-close path).
         if held > 0 or (held == 0 and open_ - low <= high - open_):
@@ -448,8 +447,7 @@ class BacktestVenue:
         qty = order.qty
         if market and side is Side.BUY:
             # Sized when the strategy decided, priced now: never spend more than the cash.
-            free = self.engine.balances(USER).get(inst.quote)
-            cash = free.free if free is not None else _ZERO
+            cash = self.engine.free_balance(USER, inst.quote)
             affordable = _round(cash / price, inst.step_size, ROUND_FLOOR)
             if affordable < qty:
                 qty = affordable

@@ -109,6 +109,10 @@ class OrderIntent:
             raise ValueError(problem)
 
 
+# What an order's transitions change besides its status (the rest is fixed at creation).
+_PER_TRANSITION = frozenset({"filled_qty", "avg_fill_price", "venue_order_id", "reason"})
+
+
 @dataclass(frozen=True, slots=True)
 class Order:
     """One order as botd knows it. Changes produce a new value through :meth:`transition`."""
@@ -147,7 +151,31 @@ class Order:
     def transition(self, status: OrderStatus, ts: int, **changes: object) -> Order:
         if status not in _TRANSITIONS[self.status]:
             raise IllegalTransition(self.client_order_id, self.status, status)
-        return replace(self, status=status, ts_updated=ts, **changes)  # type: ignore[arg-type]
+        if not changes.keys() <= _PER_TRANSITION:
+            return replace(self, status=status, ts_updated=ts, **changes)  # type: ignore[arg-type]
+        # Every order update goes through here: the constructor called directly is about
+        # twice as fast as dataclasses.replace, which matters on the backtest's order path.
+        get = changes.get
+        return Order(
+            self.client_order_id,
+            self.strategy_id,
+            self.venue,
+            self.symbol,
+            self.side,
+            self.type,
+            self.qty,
+            self.price,
+            self.tif,
+            self.post_only,
+            status,
+            get("filled_qty", self.filled_qty),  # type: ignore[arg-type]
+            get("avg_fill_price", self.avg_fill_price),  # type: ignore[arg-type]
+            get("venue_order_id", self.venue_order_id),  # type: ignore[arg-type]
+            get("reason", self.reason),  # type: ignore[arg-type]
+            self.ts_created,
+            ts,
+            self.stop_price,
+        )
 
     def with_fill(self, qty: Decimal, price: Decimal, ts: int) -> Order:
         """Account for one execution; the status becomes partially filled or filled."""

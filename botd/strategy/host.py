@@ -97,6 +97,10 @@ class HostedStrategy:
     calls: int = 0
     hook_ns: int = 0  # total time spent in hooks (metrics read it at scrape time)
     halt_reason: str = ""
+    # Whether the strategy overrides on_order / on_fill (set when it starts): the base class's
+    # no-ops are not called, on every order update and fill, through the guarded call.
+    wants_orders: bool = True
+    wants_fills: bool = True
 
 
 class StrategyHost:
@@ -342,6 +346,9 @@ class StrategyHost:
     def _activate(self, hosted: HostedStrategy, state: dict[str, Any]) -> None:
         strategy = hosted.strategy
         strategy.state = state
+        cls = type(strategy)
+        hosted.wants_orders = cls.on_order is not Strategy.on_order
+        hosted.wants_fills = cls.on_fill is not Strategy.on_fill
         hosted.status = StrategyStatus.RUNNING
         self._running[hosted.id] = hosted
         self._subscribe(hosted)
@@ -551,7 +558,7 @@ class StrategyHost:
 
     def _on_order_update(self, update: OrderUpdate) -> None:
         hosted = self._running.get(update.strategy_id)
-        if hosted is not None and hosted.status is StrategyStatus.RUNNING:
+        if hosted is not None and hosted.wants_orders and hosted.status is StrategyStatus.RUNNING:
             self._call(hosted, hosted.strategy.on_order, update)
 
     def _book_fill(self, fill: Fill) -> Position:
@@ -571,7 +578,7 @@ class StrategyHost:
             realized_before = before.realized_pnl if before is not None else _ZERO
             self.on_realized(fill, after.realized_pnl - realized_before)
         hosted = self._running.get(fill.strategy_id)
-        if hosted is not None and hosted.status is StrategyStatus.RUNNING:
+        if hosted is not None and hosted.wants_fills and hosted.status is StrategyStatus.RUNNING:
             self._call(hosted, hosted.strategy.on_fill, fill)
 
 

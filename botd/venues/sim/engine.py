@@ -255,6 +255,15 @@ class MatchingEngine:
         if acct.changes is not None:
             acct.changes.dirty = True
 
+    def free_balance(self, account: str, asset: str) -> Decimal:
+        """One asset's free balance, without building every :class:`Balance`."""
+        return self._account(account).free.get(asset, _ZERO)
+
+    def total_balance(self, account: str, asset: str) -> Decimal:
+        """One asset's free plus locked balance, without building every :class:`Balance`."""
+        acct = self._account(account)
+        return acct.free.get(asset, _ZERO) + acct.locked.get(asset, _ZERO)
+
     def balances(self, account: str) -> dict[str, Balance]:
         acct = self._account(account)
         assets = dict.fromkeys([*acct.free, *acct.locked])

@@ -1,3 +1,4 @@
+import dataclasses
 from decimal import Decimal as D
 
 import pytest
@@ -78,3 +79,40 @@ def test_terminal_statuses() -> None:
         OrderStatus.REJECTED,
         OrderStatus.EXPIRED,
     }
+
+
+def test_transition_keeps_every_other_field_as_dataclasses_replace_would() -> None:
+    # transition() builds the new Order field by field (for speed): a field added to Order
+    # and forgotten there shows up here as a difference from dataclasses.replace.
+    o = Order(
+        client_order_id="c9",
+        strategy_id="s9",
+        venue="paper",
+        symbol="ETHUSDT",
+        side=Side.SELL,
+        type=OrderType.STOP_LIMIT,
+        qty=D("5"),
+        price=D("99"),
+        tif=TimeInForce.IOC,
+        post_only=True,
+        status=OrderStatus.ACCEPTED,
+        filled_qty=D("1"),
+        avg_fill_price=D("98.5"),
+        venue_order_id="v1",
+        reason="r",
+        ts_created=7,
+        ts_updated=8,
+        stop_price=D("100"),
+    )
+    for status, changes in [
+        (OrderStatus.PENDING_CANCEL, {}),
+        (OrderStatus.CANCELED, {"reason": "user"}),
+        (OrderStatus.PARTIALLY_FILLED, {"filled_qty": D("2"), "avg_fill_price": D("99")}),
+        (OrderStatus.ACCEPTED, {"venue_order_id": "v2"}),
+    ]:
+        if not o.can_become(status):
+            continue
+        expected = dataclasses.replace(o, status=status, ts_updated=20, **changes)  # type: ignore[arg-type]
+        assert o.transition(status, 20, **changes) == expected
+    with pytest.raises(TypeError):
+        o.transition(OrderStatus.CANCELED, 20, colour="red")

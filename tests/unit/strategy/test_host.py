@@ -176,3 +176,29 @@ async def test_unknown_symbol_is_refused_at_start() -> None:
     with structlog.testing.capture_logs() as logs:
         assert rig.host.start(loaded(Doge)) is None
     assert "has no symbol 'DOGEUSDT'" in logs[-1]["error"]
+
+
+class QuietBuyer(Buyer):
+    """Buyer without on_order / on_fill: the host has nothing to call for them."""
+
+    on_order = Strategy.on_order
+    on_fill = Strategy.on_fill
+
+
+async def test_hooks_a_strategy_does_not_override_are_not_called() -> None:
+    rig = Rig()
+    async with rig.running():
+        loud = rig.host.start(loaded(Buyer, "loud"))
+        quiet = rig.host.start(loaded(QuietBuyer, "quiet"))
+        assert loud is not None and quiet is not None
+        await rig.advance(1.0)
+    assert loud.wants_orders and loud.wants_fills
+    assert not quiet.wants_orders and not quiet.wants_fills
+    # Both bought and got the same events; only the overriding one had its hooks called
+    # (on_start and one on_quote per quote are counted for both).
+    assert quiet.strategy.sent == loud.strategy.sent == 1  # type: ignore[attr-defined]
+    assert len(loud.strategy.fills) == 1  # type: ignore[attr-defined]
+    assert loud.strategy.updates  # type: ignore[attr-defined]
+    assert quiet.strategy.position.qty == loud.strategy.position.qty > 0
+    extra = len(loud.strategy.updates) + len(loud.strategy.fills)  # type: ignore[attr-defined]
+    assert loud.calls - quiet.calls == extra

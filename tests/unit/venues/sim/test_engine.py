@@ -616,3 +616,17 @@ def test_random_orders_conserve_assets_and_never_go_negative(
                 b = eng.balances(a)[asset]
                 assert b.free >= 0
                 assert b.locked >= 0
+
+
+def test_one_asset_balance_accessors_agree_with_balances() -> None:
+    eng = new_engine()
+    limit(eng, "a", "rest_buy", BUY, "2", "100")  # locks 200 USDT
+    every = eng.balances("a")
+    for asset in ("USDT", "BTC", "ETH"):
+        assert eng.free_balance("a", asset) == every[asset].free
+        assert eng.total_balance("a", asset) == every[asset].total
+    assert eng.free_balance("a", "USDT") == D("99800")
+    assert eng.total_balance("a", "USDT") == D("100000")
+    assert eng.free_balance("a", "DOGE") == 0 == eng.total_balance("a", "DOGE")
+    with pytest.raises(KeyError, match="unknown account"):
+        eng.free_balance("nobody", "USDT")
