@@ -416,6 +416,7 @@ class Gateway:
             state.balances = await state.adapter.balances()
         except (*_TRANSPORT_ERRORS, RateLimited, Throttled) as exc:
             self._log.warning("balance refresh failed", venue=venue, error=str(exc))
+            self._obey_limit(state, exc)
 
     # -- internals: commands ------------------------------------------------------------------
     def _require_journal(self) -> Journal:
@@ -639,6 +640,7 @@ class Gateway:
                     found = await venue.adapter.query_order(order.symbol, cid)
                 except (*_TRANSPORT_ERRORS, RateLimited, Throttled) as exc:
                     self._log.warning("order query failed; will retry", error=str(exc))
+                    self._obey_limit(venue, exc)
                     continue
                 if found is None:
                     misses += 1
@@ -662,6 +664,7 @@ class Gateway:
                 executions = await venue.adapter.fills(found.symbol, order.ts_created)
             except (*_TRANSPORT_ERRORS, RateLimited, Throttled) as exc:
                 self._log.warning("fill recovery failed; will retry", error=str(exc))
+                self._obey_limit(venue, exc)
                 if order.status is not OrderStatus.UNKNOWN:  # UNKNOWN: _resolve_loop retries
                     self._retry_fill_recovery(venue, found.client_order_id)
                 return
@@ -733,6 +736,7 @@ class Gateway:
             found = await venue.adapter.query_order(order.symbol, cid)
         except (*_TRANSPORT_ERRORS, RateLimited, Throttled) as exc:
             self._log.warning("order query failed", error=str(exc))
+            self._obey_limit(venue, exc)
             return
         if found is not None:
             await self._adopt_venue_view(venue, found)
@@ -808,6 +812,7 @@ class Gateway:
                         found = await venue.adapter.query_order(order.symbol, cid)
                     except (*_TRANSPORT_ERRORS, RateLimited, Throttled) as exc:
                         self._log.warning("order query failed; will retry", error=str(exc))
+                        self._obey_limit(venue, exc)
                         continue
                     if found is None:
                         return  # the venue forgot it: reconciliation's business
@@ -859,6 +864,19 @@ class Gateway:
                 self._became_unknown(
                     venue, order.client_order_id, RuntimeError(f"unexpected {kind} while sending")
                 )
+
+    def _obey_limit(self, venue: _VenueState, exc: BaseException) -> None:
+        """A query, fill recovery or balance read answered 429/418: hold back every request
+        to the venue, not just the one that failed. Otherwise the other tasks asking at the
+        same time (recovery walks every open order) go on sending over the limit, and Binance
+        bans an IP that sends after a 429."""
+        if isinstance(exc, Banned):
+            if venue.throttle.state == "banned":
+                return  # the throttle's own refusal: no news
+            venue.throttle.ban(exc.retry_after)
+            self._alert("banned", venue.name, f"venue banned us: {exc}")
+        elif isinstance(exc, RateLimited):
+            venue.throttle.pause(exc.retry_after or 1.0)
 
     def _retry_cancel_later(self, venue: _VenueState, cid: str) -> None:
         tries = venue.cancel_crashes.get(cid, 0) + 1
@@ -986,6 +1004,23 @@ class Gateway:
             # The fill happened whatever our disk says; keep trading state right in memory
             # and stop new orders on this venue.
             self._journal_failed(order.venue, exc)
+        current = self._orders[order.client_order_id]
+        if current is not order:
+            # Another report of this order was applied while the write was out (the report
+            # stream and a recovery query run side by side): count this fill on top of it,
+            # never over it, or the order is left short of its fills for good.
+            previous = current.status
+            try:
+                filled = current.with_fill(report.last_qty, report.last_price, report.ts_event)
+            except (IllegalTransition, ValueError) as exc:
+                self.illegal_transitions += 1
+                self._log.error(
+                    "fill does not fit the order; kept for reconciliation", error=str(exc)
+                )
+                self._event("bad_fill", client_order_id=order.client_order_id, error=str(exc))
+                return
+            if report.venue_order_id and filled.venue_order_id is None:
+                filled = replace(filled, venue_order_id=report.venue_order_id)
         self._log.info(
             "fill",
             symbol=fill.symbol,

@@ -72,6 +72,7 @@ _ASSET_DECIMALS = 8  # every asset of the simulated venue has Binance's usual 8 
 _MAX_PRICE = Decimal("1000000")
 _MAX_QTY = Decimal("9000")
 _MAX_NOTIONAL = Decimal("9000000")
+_LIMIT_STATUSES = (429, 418)  # refused by the rate limiter, before anything was processed
 _AVG_PRICE_MINS = 5
 _OPEN = ("NEW", "PARTIALLY_FILLED")
 _STATUS = {
@@ -446,7 +447,9 @@ class BinanceSimulator:
             status, payload = e.status, {"code": e.code, "msg": e.msg}
             headers.update(e.headers)
         headers["X-MBX-USED-WEIGHT-1M"] = str(self._limiter.used_weight(ip, now_ms))
-        if fault is not None:
+        if fault is not None and status not in _LIMIT_STATUSES:
+            # A request the rate limiter refused was not processed: its 429/418 goes out as it
+            # is (a ban counts the 429s answered, and a 5xx in its place would hide one).
             if fault.is_http:
                 return http_fault_response(fault)  # processed, then a 5xx: status unknown
             if status == 200:  # ``timeout``: accepted, then never answered

@@ -467,7 +467,9 @@ class WsApi:
         except BinanceError as e:
             error = e
         orders_of = self._orders_of(method, params, sess)
-        if fault is not None:
+        if fault is not None and (error is None or error.status not in (429, 418)):
+            # A request the rate limiter refused was not processed: its 429/418 goes out as it
+            # is (a ban counts the 429s answered, and a 5xx in its place would hide one).
             if fault.is_http:  # processed, then a 5xx: the outcome is unknown to the client
                 return self._reply(sess, req_id, None, _fault_error(fault), show, orders_of)
             if fault.kind is FaultKind.TIMEOUT and error is None:  # accepted, never answered
