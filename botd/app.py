@@ -401,7 +401,7 @@ class Daemon:
                     strategies=affected,
                 )
                 self.risk.set_state(TradingState.HALTED, reason, venue=name)
-                self.reconcile_errors[name] = str(exc) or type(exc).__name__
+                self.reconcile_errors[name] = self._redactor.scrub(str(exc) or type(exc).__name__)
                 continue
             self.reconciled[name] = self.clock.time_ns()
             self.reconcile_errors.pop(name, None)

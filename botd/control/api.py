@@ -15,6 +15,7 @@ from typing import Any, Protocol
 import structlog
 
 from botd.clock import NS_PER_SECOND, Clock
+from botd.logs import Redactor
 from botd.metrics import MetricsSource
 from botd.model import Order, OrderStatus, Position
 from botd.risk import TradingState
@@ -109,6 +110,8 @@ class ControlApi:
         log: structlog.typing.FilteringBoundLogger | None = None,
     ) -> None:
         self._t = target
+        # Venue error texts are shown as the venue wrote them, minus any secret.
+        self._scrub = Redactor(target.settings.secret_values()).scrub
         self._version = version
         self._uptime_s = uptime_s
         self._log = log or structlog.get_logger("botd.control")
@@ -131,7 +134,7 @@ class ControlApi:
                     "last_event_age_s": (now - feed.last_event_ns) / NS_PER_SECOND
                     if feed.events
                     else None,
-                    "stream_error": feed.last_error or None,
+                    "stream_error": self._scrub(feed.last_error) if feed.last_error else None,
                     "reconciled": last is not None and error is None,
                     "last_reconcile_ns": last,
                     "reconcile_error": error,

@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import contextvars
 import itertools
-from collections import OrderedDict, deque
+from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
@@ -177,6 +177,9 @@ class Gateway:
         # Keyed by (venue, trade id, client order id): a self-trade is one trade id with two
         # executions of ours, one per side, and both count.
         self._seen_trades: OrderedDict[tuple[str, str, str], None] = OrderedDict()
+        # Fills taken from a report and waiting on their journal write, per client order id:
+        # a venue view read meanwhile already counts them, so it must not move the order on.
+        self._fills_in_flight: Counter[str] = Counter()
         self._last_quotes: dict[tuple[str, str], Quote] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._denials: dict[tuple[str, str], tuple[int | None, int]] = {}
@@ -676,6 +679,11 @@ class Gateway:
             order = self._store(replace(order, venue_order_id=found.venue_order_id))
         if _older_than(found, order):
             return  # the report stream moved on while the query was out: keep what it said
+        if self._fills_in_flight[found.client_order_id]:
+            # A fill the venue's view already counts is still being journaled: moving the
+            # order to a final status now would leave no room for it. The stream's own
+            # status report (or the next reconciliation) settles the status after it.
+            return
         if found.status is not order.status and found.status not in (
             OrderStatus.PARTIALLY_FILLED,
             OrderStatus.FILLED,
@@ -984,6 +992,7 @@ class Gateway:
             ts_recv=self._clock.time_ns(),
         )
         journal = self._require_journal()
+        self._fills_in_flight[order.client_order_id] += 1
         try:
             await journal.write_fill(fill)
             if journal.keeps_events:
@@ -1004,6 +1013,10 @@ class Gateway:
             # The fill happened whatever our disk says; keep trading state right in memory
             # and stop new orders on this venue.
             self._journal_failed(order.venue, exc)
+        finally:
+            self._fills_in_flight[order.client_order_id] -= 1
+            if self._fills_in_flight[order.client_order_id] <= 0:
+                del self._fills_in_flight[order.client_order_id]
         current = self._orders[order.client_order_id]
         if current is not order:
             # Another report of this order was applied while the write was out (the report
