@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -184,3 +185,34 @@ def run_cli(
 
 def send(proc: Daemon, sig: int) -> None:
     os.kill(proc.proc.pid, sig)
+
+
+def start_binance_sim(
+    cwd: Path, key: str, secret: str, *extra: str
+) -> tuple[subprocess.Popen[str], str]:
+    """`botd sim binance` on a free loopback port: the process and its base URL."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "botd", "sim", "binance", "--port", "0", "--key",
+         f"{key}:{secret}", *extra],
+        cwd=cwd,
+        env={k: v for k, v in os.environ.items() if not k.startswith("BOTD_")},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    match = re.search(r"http://127\.0\.0\.1:\d+", line)
+    assert match, line
+    return proc, match.group(0)
+
+
+def stop_process(proc: subprocess.Popen[str]) -> None:
+    """Ctrl-C, then kill if it does not stop within 10 s."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)

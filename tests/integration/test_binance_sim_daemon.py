@@ -3,17 +3,20 @@ processes talking Binance's protocol over loopback."""
 
 from __future__ import annotations
 
-import os
-import re
 import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.integration.daemon_proc import FAST_CONFIG, Daemon, make_workspace, run_args
+from tests.integration.daemon_proc import (
+    FAST_CONFIG,
+    Daemon,
+    make_workspace,
+    run_args,
+    start_binance_sim,
+    stop_process,
+)
 
 KEY = "botd-test-key-4d1c"
 SECRET = "botd-test-secret-9a7e52"
@@ -36,27 +39,11 @@ class BinanceBuyer(Strategy):
 
 @pytest.fixture
 def simulator(tmp_path: Path) -> Iterator[str]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "botd", "sim", "binance", "--port", "0", "--key", f"{KEY}:{SECRET}"],
-        cwd=tmp_path,
-        env={k: v for k, v in os.environ.items() if not k.startswith("BOTD_")},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc, url = start_binance_sim(tmp_path, KEY, SECRET)
     try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        match = re.search(r"http://127\.0\.0\.1:\d+", line)
-        assert match, line
-        yield match.group(0)
+        yield url
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        stop_process(proc)
 
 
 def test_botd_run_trades_on_the_binance_simulator(tmp_path: Path, simulator: str) -> None:

@@ -4,18 +4,21 @@ periodic reconciliation (set to an hour here) could have found it."""
 
 from __future__ import annotations
 
-import os
-import re
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.integration.daemon_proc import FAST_CONFIG, Daemon, make_workspace, run_args
+from tests.integration.daemon_proc import (
+    FAST_CONFIG,
+    Daemon,
+    make_workspace,
+    run_args,
+    start_binance_sim,
+    stop_process,
+)
 
 KEY = "botd-ud-key-51c2"
 SECRET = "botd-ud-secret-0be94d"
@@ -40,27 +43,11 @@ class RestingBuyer(Strategy):
 
 @pytest.fixture
 def simulator(tmp_path: Path) -> Iterator[str]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "botd", "sim", "binance", "--port", "0", "--key", f"{KEY}:{SECRET}"],
-        cwd=tmp_path,
-        env={k: v for k, v in os.environ.items() if not k.startswith("BOTD_")},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc, url = start_binance_sim(tmp_path, KEY, SECRET)
     try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        match = re.search(r"http://127\.0\.0\.1:\d+", line)
-        assert match, line
-        yield match.group(0)
+        yield url
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        stop_process(proc)
 
 
 @pytest.mark.parametrize("trade_over", ["ws", "rest"])

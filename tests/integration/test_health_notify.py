@@ -4,11 +4,9 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +19,8 @@ from tests.integration.daemon_proc import (
     make_workspace,
     run_args,
     run_cli,
+    start_binance_sim,
+    stop_process,
 )
 from tests.notify_receiver import Receiver, threaded_receiver
 
@@ -94,29 +94,10 @@ def test_a_fill_and_the_kill_switch_reach_the_webhook(tmp_path: Path) -> None:
 
 
 def start_simulator(cwd: Path) -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "botd", "sim", "binance", "--port", "0", "--key", f"{KEY}:{SECRET}"],
-        cwd=cwd,
-        env={k: v for k, v in os.environ.items() if not k.startswith("BOTD_")},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    match = re.search(r"http://127\.0\.0\.1:\d+", line)
-    assert match, line
-    return proc, match.group(0)
+    return start_binance_sim(cwd, KEY, SECRET)
 
 
-def stop(proc: subprocess.Popen[str]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+stop = stop_process
 
 
 def test_a_lost_venue_fails_health_and_starves_the_watchdog(tmp_path: Path) -> None:
