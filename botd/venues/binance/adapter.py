@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from decimal import Decimal
 from functools import partial
@@ -90,6 +91,7 @@ T = TypeVar("T")
 _API: Final = "/api/v3"
 _NS_PER_MS: Final = 1_000_000
 _MY_TRADES_LIMIT: Final = 1000
+_MAX_CLIENT_IDS: Final = 100_000  # venue order ids remembered (about 10 MB at most)
 # GET /api/v3/openOrders costs 6 per symbol, 80 for all symbols at once.
 _OPEN_ORDERS_PER_SYMBOL: Final = 6
 _OPEN_ORDERS_ALL: Final = 80
@@ -194,7 +196,7 @@ class BinanceAdapter:
         self.not_trading: set[str] = set()  # listed symbols whose status left TRADING
         # venue orderId -> our client order id, learnt from submits, queries and listings;
         # myTrades names only the venue's id.
-        self._client_ids: dict[int, str] = {}
+        self._client_ids: OrderedDict[int, str] = OrderedDict()  # bounded: see _remember
         # Unbounded on purpose: execution reports never drop (DESIGN §3).
         self._reports: asyncio.Queue[ExecutionReport | _Gap] = asyncio.Queue()
         self._sequencer = ReportSequencer(self._emit, clock, hold_s=report_hold_s)
@@ -230,6 +232,14 @@ class BinanceAdapter:
         self.malformed_events = 0
 
     # -- identity -----------------------------------------------------------------------------
+
+    def _remember(self, order_id: int, client_order_id: str) -> None:
+        """venue orderId -> our client id, for the most recent orders only: a long-running
+        daemon must not keep every id forever; an older one is learnt again by a query."""
+        self._client_ids[order_id] = client_order_id
+        self._client_ids.move_to_end(order_id)
+        if len(self._client_ids) > _MAX_CLIENT_IDS:
+            self._client_ids.popitem(last=False)
 
     @property
     def name(self) -> str:
@@ -410,7 +420,7 @@ class BinanceAdapter:
                 if event.symbol not in self._instruments:
                     return  # another symbol traded with the same key: not ours to report
                 report = event.to_execution_report(self._name)
-                self._client_ids[event.order_id] = report.client_order_id
+                self._remember(event.order_id, report.client_order_id)
                 self._push(report, dec(event.cum_qty))
             elif isinstance(event, OutboundAccountPosition):
                 changed = event.to_balances()
@@ -465,7 +475,7 @@ class BinanceAdapter:
         body = await self._trade_call("POST", f"{_API}/order", params, "order.submit")
         # The order exists now: a reply we cannot read is an unknown outcome, not a failure.
         resp = self._decode(decode_order_response, body, "order response", unknown_outcome=True)
-        self._client_ids[resp.order_id] = order.client_order_id
+        self._remember(resp.order_id, order.client_order_id)
         ack = resp.to_submit_ack()
         reports = self._submit_reports(resp)
         for report in reports[:-1]:
@@ -534,7 +544,7 @@ class BinanceAdapter:
             self._cancel_report(resp)
 
     def _cancel_report(self, resp: OrderResponse) -> None:
-        self._client_ids[resp.order_id] = resp.our_client_order_id
+        self._remember(resp.order_id, resp.our_client_order_id)
         status = OrderStatus.CANCELED
         if resp.status is not None:
             try:
@@ -571,7 +581,7 @@ class BinanceAdapter:
                 return None
             raise
         found = self._decode(decode_query_order, body, "order")
-        self._client_ids[found.order_id] = found.client_order_id
+        self._remember(found.order_id, found.client_order_id)
         return found
 
     async def open_orders(self) -> list[VenueOrder]:
@@ -590,7 +600,7 @@ class BinanceAdapter:
             rows.extend(o for o in listed if o.symbol in wanted)
         out: list[VenueOrder] = []
         for row in rows:
-            self._client_ids[row.order_id] = row.client_order_id
+            self._remember(row.order_id, row.client_order_id)
             out.append(self._convert(partial(row.to_venue_order, self._name), "openOrders"))
         return out
 

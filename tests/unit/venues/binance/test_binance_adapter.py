@@ -445,3 +445,22 @@ async def test_stop_orders_are_refused_never_sent_as_something_else(
         await venue.submit(order)
     assert err.value.code == "UNSUPPORTED"
     assert await venue.query_order("BTCUSDT", order.client_order_id) is None
+
+
+async def test_order_id_memory_is_bounded_and_relearnt_by_query(
+    env: Env, venue: BinanceAdapter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import botd.venues.binance.adapter as adapter_mod
+
+    monkeypatch.setattr(adapter_mod, "_MAX_CLIENT_IDS", 3)
+    q = await best(venue)
+    orders = [env.order(Side.BUY, D("0.01"), price=q.bid - D(10 + i)) for i in range(5)]
+    for o in orders:
+        await venue.submit(o)
+    assert len(venue._client_ids) == 3  # only the most recent are kept
+    assert orders[0].client_order_id not in venue._client_ids.values()
+    # A query for a forgotten order still answers by our client id, and remembers it again.
+    found = await venue.query_order("BTCUSDT", orders[0].client_order_id)
+    assert found is not None and found.client_order_id == orders[0].client_order_id
+    assert orders[0].client_order_id in venue._client_ids.values()
+    assert len(venue._client_ids) == 3
