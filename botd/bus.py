@@ -42,7 +42,8 @@ class Bus:
         self._subs: list[Subscription] = []
         self._cache: dict[_Key, tuple[Subscription, ...]] = {}
         self._log = log or structlog.get_logger("botd.bus")
-        self.published = 0
+        # Events published, by type (the metrics read it at scrape time).
+        self.counts: Counter[type] = Counter()
         self.handler_errors: Counter[str] = Counter()
 
     def subscribe(
@@ -78,7 +79,7 @@ class Bus:
         if subs is None:
             subs = tuple(s for s in self._subs if s.matches(*key))
             self._cache[key] = subs
-        self.published += 1
+        self.counts[key[0]] += 1
         for sub in subs:
             try:
                 sub.handler(event)
@@ -91,6 +92,10 @@ class Bus:
                     event_type=key[0].__name__,
                     failures=self.handler_errors[sub.name],
                 )
+
+    @property
+    def published(self) -> int:
+        return sum(self.counts.values())
 
     @property
     def subscriptions(self) -> int:

@@ -116,7 +116,6 @@ class DaemonMetrics:
         self._clock = clock
         self._version = version
         self._started_ns = clock.monotonic_ns()
-        self.events: Counter[type] = Counter()
         self.tick_to_intent = Histogram(
             "botd_tick_to_intent_seconds",
             "From the latest market event of the instrument (local receive time) to the "
@@ -156,7 +155,6 @@ class DaemonMetrics:
 
     def attach(self, source: MetricsSource) -> None:
         self._source = source
-        source.bus.subscribe(object, self._count_event, name="metrics.events")
         source.bus.subscribe(OrderUpdate, self._on_order_update, name="metrics.orders")
         source.gateway.on_intent = self._on_intent
         if source.journal is not None:
@@ -171,9 +169,6 @@ class DaemonMetrics:
         return _s(self._clock.monotonic_ns() - self._started_ns)
 
     # -- recorded as it happens ---------------------------------------------------------------
-    def _count_event(self, event: object) -> None:
-        self.events[type(event)] += 1
-
     def _on_intent(self, intent: OrderIntent, now_ns: int) -> None:
         if self._source is None:
             return
@@ -231,7 +226,7 @@ class _StateCollector(Collector):
         events = CounterMetricFamily(
             "botd_bus_events", "Events published on the bus, by type.", labels=["type"]
         )
-        for kind, count in sorted(m.events.items(), key=lambda kv: kv[0].__name__):
+        for kind, count in sorted(src.bus.counts.items(), key=lambda kv: kv[0].__name__):
             events.add_metric([kind.__name__], count)
         yield events
         errors = CounterMetricFamily(
