@@ -957,6 +957,19 @@ class Gateway:
                 changes["venue_order_id"] = report.venue_order_id
             self._to(order, report.status, reason=report.reason or order.reason, **changes)
 
+    def _with_fill(self, order: Order, report: ExecutionReport) -> Order | None:
+        """The order with this fill counted, or None (logged, counted) if it does not fit."""
+        try:
+            filled = order.with_fill(report.last_qty, report.last_price, report.ts_event)
+        except (IllegalTransition, ValueError) as exc:
+            self.illegal_transitions += 1
+            self._log.error("fill does not fit the order; kept for reconciliation", error=str(exc))
+            self._event("bad_fill", client_order_id=order.client_order_id, error=str(exc))
+            return None
+        if report.venue_order_id and filled.venue_order_id is None:
+            filled = replace(filled, venue_order_id=report.venue_order_id)
+        return filled
+
     async def _apply_fill(self, order: Order, report: ExecutionReport) -> None:
         key = (report.venue, report.trade_id, report.client_order_id)
         if key in self._seen_trades:
@@ -966,15 +979,9 @@ class Gateway:
         if len(self._seen_trades) > _SEEN_TRADES_MAX:
             self._seen_trades.popitem(last=False)
         previous = order.status
-        try:
-            filled = order.with_fill(report.last_qty, report.last_price, report.ts_event)
-        except (IllegalTransition, ValueError) as exc:
-            self.illegal_transitions += 1
-            self._log.error("fill does not fit the order; kept for reconciliation", error=str(exc))
-            self._event("bad_fill", client_order_id=order.client_order_id, error=str(exc))
+        filled = self._with_fill(order, report)
+        if filled is None:
             return
-        if report.venue_order_id and filled.venue_order_id is None:
-            filled = replace(filled, venue_order_id=report.venue_order_id)
         fill = Fill(
             client_order_id=order.client_order_id,
             strategy_id=order.strategy_id,
@@ -1023,17 +1030,9 @@ class Gateway:
             # stream and a recovery query run side by side): count this fill on top of it,
             # never over it, or the order is left short of its fills for good.
             previous = current.status
-            try:
-                filled = current.with_fill(report.last_qty, report.last_price, report.ts_event)
-            except (IllegalTransition, ValueError) as exc:
-                self.illegal_transitions += 1
-                self._log.error(
-                    "fill does not fit the order; kept for reconciliation", error=str(exc)
-                )
-                self._event("bad_fill", client_order_id=order.client_order_id, error=str(exc))
+            filled = self._with_fill(current, report)
+            if filled is None:
                 return
-            if report.venue_order_id and filled.venue_order_id is None:
-                filled = replace(filled, venue_order_id=report.venue_order_id)
         self._log.info(
             "fill",
             symbol=fill.symbol,
