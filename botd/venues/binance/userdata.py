@@ -74,10 +74,11 @@ class ReportSequencer:
         self._orders: OrderedDict[str, _Progress] = OrderedDict()
         self.duplicates = 0
         self.held_total = 0
+        self._holding = 0  # reports held now, over all orders (read on every push)
 
     @property
     def holding(self) -> int:
-        return sum(len(p.held) for p in self._orders.values())
+        return self._holding
 
     def push(self, report: ExecutionReport, cum_qty: Decimal | None = None) -> None:
         """One report; ``cum_qty``: the order's cumulative executed quantity after it, when
@@ -114,6 +115,7 @@ class ReportSequencer:
             if not progress.held or now - progress.held[0].since_ns < self._hold_ns:
                 continue
             held, progress.held = progress.held, []
+            self._holding -= len(held)
             for item in held:
                 log.warning(
                     "Binance report for %s released after waiting for earlier fills",
@@ -153,6 +155,7 @@ class ReportSequencer:
             return False
         if verdict == "hold":
             self.held_total += 1
+            self._holding += 1
             progress.held.append(_Held(report, cum_qty, self._clock.monotonic_ns()))
             return False
         self._pass(progress, report, cum_qty)
@@ -200,6 +203,7 @@ class ReportSequencer:
                 if verdict == "hold":
                     continue
                 progress.held.remove(item)
+                self._holding -= 1
                 if verdict == "dup":
                     self.duplicates += 1
                 else:
